@@ -1,0 +1,109 @@
+"""
+### video_recs_nightly
+
+The nightly audio/video recommendation batch: landing files in, a Delta serving table of top-N
+lists per user out.
+
+| task | what it does |
+|---|---|
+| `ingest` | Spark: landing catalog and interactions -> tables; bad rows set aside with a reason |
+| `extract_features` | Spark: one ffmpeg decode per new or changed video -> visual, MFCC and text features |
+| `validate_features` | Great Expectations suite over the feature table (types, ranges, coverage) |
+| `train` | the fused two-tower model (torch; `gpu` pool, CUDA when the worker has it) |
+| `score` | top-N per user, seen videos excluded, cold videos from content |
+| `publish` | lists validated, then one Delta commit that replaces the previous night's |
+| `report` | the run's counters as one JSON line |
+
+Params: `warehouse` (root directory or object-store prefix), `top_n`, `full_refresh`
+(decode every video again). Every stage is idempotent for its run date (`{{ ds }}`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG, Param
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The interpreter that has the project's packages: the one Airflow runs in, unless told otherwise.
+PYTHON = os.environ.get("VREC_PYTHON", sys.executable)
+DEFAULT_WAREHOUSE = os.environ.get("VREC_WAREHOUSE", str(PROJECT_ROOT / "warehouse"))
+SPARK_CONN_ID = os.environ.get("VREC_SPARK_CONN_ID", "spark_default")
+
+# Values reach the jobs through the environment, never pasted into a shell command line.
+STAGE_ENV = {
+    "VREC_WAREHOUSE": "{{ params.warehouse }}",
+    "VREC_RUN_DATE": "{{ ds }}",
+    "VREC_TOP_N": "{{ params.top_n }}",
+    "PYTHONPATH": str(PROJECT_ROOT),
+    "PYSPARK_PYTHON": PYTHON,
+}
+STAGE_ARGS = ["--warehouse", "{{ params.warehouse }}", "--run-date", "{{ ds }}"]
+
+default_args = {
+    "owner": "recommendations",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=2),
+}
+
+
+def spark_stage(task_id: str, extra_args: list[str] | None = None) -> SparkSubmitOperator:
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=SPARK_CONN_ID,
+        application=str(PROJECT_ROOT / "jobs" / f"{task_id}.py"),
+        application_args=STAGE_ARGS + (extra_args or []),
+        name=f"vrec-{task_id}",
+        env_vars=STAGE_ENV,
+        conf={"spark.pyspark.python": PYTHON, "spark.sql.session.timeZone": "UTC"},
+    )
+
+
+def python_stage(task_id: str, args: str = "", **kwargs) -> BashOperator:
+    return BashOperator(
+        task_id=task_id,
+        bash_command=f'"{PYTHON}" -m jobs.{task_id} --warehouse "$VREC_WAREHOUSE" --run-date "$VREC_RUN_DATE" {args}',
+        env=STAGE_ENV,
+        append_env=True,
+        cwd=str(PROJECT_ROOT),
+        **kwargs,
+    )
+
+
+with DAG(
+    dag_id="video_recs_nightly",
+    description="Nightly audio/video recommendations: features, fused model, top-N serving table",
+    schedule=os.environ.get("VREC_SCHEDULE", "0 2 * * *"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    doc_md=__doc__,
+    tags=["recommendations", "video", "nightly"],
+    params={
+        "warehouse": Param(DEFAULT_WAREHOUSE, type="string", minLength=1,
+                           description="Warehouse root directory or object-store prefix"),
+        "top_n": Param(20, type="integer", minimum=1, maximum=1000, description="Videos per user list"),
+        "full_refresh": Param(False, type="boolean", description="Decode every video again"),
+    },
+) as dag:
+    ingest = spark_stage("ingest")
+    extract_features = spark_stage(
+        "extract_features", ["{{ '--full-refresh' if params.full_refresh else '--no-full-refresh' }}"])
+    validate_features = python_stage("validate_features")
+    train = python_stage("train", pool=os.environ.get("VREC_GPU_POOL", "gpu"),
+                         queue=os.environ.get("VREC_GPU_QUEUE", "gpu"))
+    score = python_stage("score", '--top-n "$VREC_TOP_N"')
+    publish = python_stage("publish", '--top-n "$VREC_TOP_N"')
+    report = python_stage("report")
+
+    ingest >> extract_features >> validate_features >> train >> score >> publish >> report

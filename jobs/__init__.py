@@ -1,0 +1,1 @@
+"""Pipeline stages: one thin CLI per module (`python -m jobs.<stage>`)."""

@@ -1,0 +1,131 @@
+"""One place for the pipeline's configuration: warehouse layout, column names and defaults.
+
+Every value here can be overridden by an environment variable (``VREC_<NAME>``) and most by a
+CLI flag of the job that uses it. Jobs, models and the DAG read names from here instead of
+repeating string literals, so the contracts in DESIGN.md live in exactly one module.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# ---- column names (DESIGN.md contracts) -------------------------------------------------------
+VIDEO_ID = "video_id"
+USER_ID = "user_id"
+URI = "uri"
+TITLE = "title"
+DESCRIPTION = "description"
+TAGS = "tags"
+PUBLISHED_AT = "published_at"
+UPDATED_AT = "updated_at"
+TS = "ts"
+EVENT = "event"
+WATCH_SECONDS = "watch_seconds"
+REASON = "reason"
+DETAIL = "detail"
+RUN_DATE = "run_date"
+
+RANK = "rank"
+SCORE = "score"
+MODEL_VERSION = "model_version"
+GENERATED_AT = "generated_at"
+RECOMMENDATION_COLUMNS = (USER_ID, RANK, VIDEO_ID, SCORE, MODEL_VERSION, RUN_DATE, GENERATED_AT)
+
+DEFAULT_EVENT = "view"
+# How strongly each event says "this user wants this kind of video"; unknown events count as a view.
+EVENT_WEIGHTS = {"view": 1.0, "complete": 1.5, "like": 2.0, "share": 2.0, "skip": 0.25}
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"VREC_{name}", default)
+
+
+DEFAULT_WAREHOUSE = _env("WAREHOUSE", "./warehouse")
+DEFAULT_TOP_N = int(_env("TOP_N", "20"))
+# Past this share of bad interaction (or catalog) rows, ingest fails before anything is published.
+DEFAULT_MAX_BAD_ROW_SHARE = float(_env("MAX_BAD_ROW_SHARE", "0.2"))
+# The feature suite fails the run when fewer videos than this share have usable features.
+DEFAULT_MIN_FEATURE_COVERAGE = float(_env("MIN_FEATURE_COVERAGE", "0.5"))
+DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
+DEFAULT_SEED = int(_env("SEED", "7"))
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds on one decode, so a single hostile or huge file cannot stall the batch."""
+
+    timeout_s: float = float(_env("DECODE_TIMEOUT_S", "120"))
+    max_duration_s: float = float(_env("MAX_DURATION_S", "600"))
+    max_frames: int = int(_env("MAX_FRAMES", "64"))
+    max_pixels: int = int(_env("MAX_PIXELS", str(8192 * 8192)))
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Paths of the warehouse layout of DESIGN.md, from one root directory."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike | None) -> "Warehouse":
+        return cls(Path(root or DEFAULT_WAREHOUSE).expanduser().resolve())
+
+    # landing zone, written by upstream systems
+    @property
+    def landing_catalog(self) -> Path:
+        return self.root / "landing" / "catalog"
+
+    @property
+    def landing_interactions(self) -> Path:
+        return self.root / "landing" / "interactions"
+
+    @property
+    def landing_media(self) -> Path:
+        return self.root / "landing" / "media"
+
+    # tables the pipeline keeps
+    def table(self, name: str) -> Path:
+        return self.root / "tables" / name
+
+    @property
+    def catalog(self) -> Path:
+        return self.table("catalog")
+
+    @property
+    def interactions(self) -> Path:
+        return self.table("interactions")
+
+    @property
+    def rejected_rows(self) -> Path:
+        return self.table("rejected_rows")
+
+    @property
+    def video_features(self) -> Path:
+        return self.table("video_features")
+
+    @property
+    def media_quarantine(self) -> Path:
+        return self.table("media_quarantine")
+
+    @property
+    def models(self) -> Path:
+        return self.table("models")
+
+    @property
+    def candidate_lists(self) -> Path:
+        return self.table("candidate_lists")
+
+    @property
+    def recommendations(self) -> Path:
+        return self.table("recommendations")
+
+    def run_dir(self, run_date: str) -> Path:
+        """Per-run bookkeeping: each stage's counters, validation results."""
+        return self.root / "runs" / run_date
+
+    def media_roots(self) -> list[Path]:
+        """Directories a catalog uri may point into; extra roots come from VREC_MEDIA_ROOTS."""
+        extra = [Path(p).expanduser().resolve() for p in _env("MEDIA_ROOTS", "").split(os.pathsep) if p]
+        return [self.landing_media.resolve(), *extra]

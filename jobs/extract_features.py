@@ -1,0 +1,201 @@
+"""Extract features: decode each video once and write the `video_features` and `media_quarantine` tables.
+
+    python -m jobs.extract_features --warehouse DIR --run-date YYYY-MM-DD [--full-refresh] [--fps 1.0]
+
+Runs over catalog partitions with `mapInPandas`. Incremental: a video's media is decoded again only
+when its content hash or the extractor version changes, and its text is embedded again only when
+the text changes; everything else is carried over from the previous table. A file that cannot be
+used becomes a quarantine row with a reason code and keeps its text features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import replace
+
+from jobs import config
+from jobs.stage import StageError, base_parser, run_stage, write_counters
+from jobs.tables import restore_interrupted_swap, write_spark_table
+
+STAGE = "extract_features"
+
+# Media columns carried over unchanged when a video's bytes and the extractor are unchanged.
+MEDIA_COLUMNS = ("content_sha256", "extractor_version", "duration_s", "fps", "width", "height", "vcodec",
+                 "acodec", "has_video", "has_audio", "truncated_by_cap", "visual", "thumbnail", "audio",
+                 "media_status", "quarantine_reason", "quarantine_detail")
+TEXT_COLUMNS = ("has_text", "text_embedding")
+
+FEATURE_SCHEMA = """
+    video_id string, uri string, text_sha256 string, text_reused boolean,
+    content_sha256 string, extractor_version string, duration_s double, fps double,
+    width int, height int, vcodec string, acodec string, has_video boolean, has_audio boolean,
+    truncated_by_cap boolean, visual array<float>, thumbnail array<float>, audio array<float>,
+    media_status string, quarantine_reason string, quarantine_detail string,
+    has_text boolean, text_embedding array<float>
+"""
+# Quarantine reasons worth another try next night even when the bytes are unchanged.
+RETRY_REASONS = {"timeout"}
+
+
+# Part of the text hash: a different embedding model must embed every text again.
+TEXT_MODEL = "all-MiniLM-L6-v2"
+_text_embedder = None
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(f"{TEXT_MODEL}\n{text}".encode()).hexdigest()
+
+
+def text_embedder():
+    """One embedder per Python worker: Spark reuses workers, and loading takes seconds."""
+    global _text_embedder
+    if _text_embedder is None:
+        from features.text import TextEmbedder
+        _text_embedder = TextEmbedder()
+    return _text_embedder
+
+
+def _media_row(row, media_roots, limits, fps: float, full_refresh: bool) -> dict:
+    """Decode one video (or decide to reuse last night's result): the media half of its row."""
+    from features.decode import MediaError, file_sha256, resolve_media
+    from features.extract import EXTRACTOR_VERSION, extract_media_features
+
+    empty = {"has_video": False, "has_audio": False, "extractor_version": EXTRACTOR_VERSION}
+    if not row.uri:
+        return {**empty, "media_status": "no_media"}
+    try:
+        path = resolve_media(row.uri, media_roots)
+        sha = file_sha256(path)
+    except MediaError as err:
+        return {**empty, "media_status": "quarantined", "quarantine_reason": err.reason,
+                "quarantine_detail": err.detail}
+    unchanged = (sha == row.prev_content_sha256 and row.prev_extractor_version == EXTRACTOR_VERSION
+                 and row.prev_quarantine_reason not in RETRY_REASONS)
+    if unchanged and not full_refresh:
+        return {"content_sha256": sha, "media_status": "reused"}
+    try:
+        media = extract_media_features(path, limits, fps=fps)
+    except MediaError as err:
+        return {**empty, "content_sha256": sha, "media_status": "quarantined",
+                "quarantine_reason": err.reason, "quarantine_detail": err.detail}
+    return {**media, "content_sha256": sha, "extractor_version": EXTRACTOR_VERSION, "media_status": "decoded"}
+
+
+def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bool):
+    """mapInPandas body: one output row per catalog row of the partition."""
+    import pandas as pd
+
+    from features.text import video_text
+
+    columns = [c.split()[0] for c in FEATURE_SCHEMA.replace(",", "\n").split("\n") if c.strip()]
+    for batch in batches:
+        rows = []
+        for row in batch.itertuples(index=False):
+            text = video_text(row.title, row.description, row.tags)
+            text_hash = text_sha256(text)
+            out = {"video_id": row.video_id, "uri": row.uri, "text_sha256": text_hash,
+                   "text_reused": text_hash == row.prev_text_sha256 and not full_refresh,
+                   "has_text": bool(text.strip()), "_text": text}
+            out.update(_media_row(row, media_roots, limits, fps, full_refresh))
+            rows.append(out)
+        to_embed = [r for r in rows if not r["text_reused"]]
+        if to_embed:
+            vectors = text_embedder().embed([r["_text"] for r in to_embed])
+            for r, vector in zip(to_embed, vectors):
+                r["text_embedding"] = vector.astype("float32") if r["has_text"] else None
+        yield pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+
+
+def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = False, fps: float = 1.0,
+            limits: config.DecodeLimits | None = None, partitions: int | None = None) -> dict:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    if not wh.catalog.exists():
+        raise StageError(STAGE, f"no catalog table at {wh.catalog}; run ingest first")
+    restore_interrupted_swap(wh.video_features)
+    limits = limits or config.DecodeLimits()
+    media_roots = wh.media_roots()
+    catalog = spark.read.parquet(str(wh.catalog))
+
+    prev_names = ("content_sha256", "extractor_version", "text_sha256", "quarantine_reason")
+    if wh.video_features.exists():
+        previous = spark.read.parquet(str(wh.video_features))
+        catalog = catalog.join(
+            previous.select("video_id", *[F.col(c).alias(f"prev_{c}") for c in prev_names]), "video_id", "left")
+    else:
+        previous = None
+        catalog = catalog.select("*", *[F.lit(None).cast("string").alias(f"prev_{c}") for c in prev_names])
+
+    n_videos = catalog.count()
+    partitions = partitions or max(1, min(n_videos // 16 + 1, spark.sparkContext.defaultParallelism * 4))
+    # Persisted so that the decode runs once, for both the counters and the table.
+    extracted = catalog.repartition(partitions, "video_id").mapInPandas(
+        lambda batches: extract_partition(batches, media_roots, limits, fps, full_refresh), FEATURE_SCHEMA
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    statuses = {r["media_status"]: r["n"] for r in
+                extracted.groupBy("media_status").agg(F.count("*").alias("n")).collect()}
+
+    if previous is not None:
+        prev = previous.select("video_id", *[F.col(c).alias(f"prev_{c}") for c in MEDIA_COLUMNS + TEXT_COLUMNS])
+        joined = extracted.join(prev, "video_id", "left")
+        media_reused = F.col("media_status") == "reused"
+        carried = [F.when(media_reused, F.col(f"prev_{c}")).otherwise(F.col(c)).alias(c) for c in MEDIA_COLUMNS]
+        carried += [F.when(F.col("text_reused"), F.col(f"prev_{c}")).otherwise(F.col(c)).alias(c)
+                    for c in TEXT_COLUMNS]
+        features = joined.select("video_id", "uri", "text_sha256", *carried)
+    else:
+        features = extracted.drop("text_reused")
+    write_spark_table(features, wh.video_features, run_date)
+    extracted.unpersist()
+
+    # The quarantine rows come from the table just written, so reused quarantine verdicts repeat.
+    written = spark.read.parquet(str(wh.video_features))
+    quarantine = written.where(F.col("media_status") == "quarantined").select(
+        "video_id", "uri", F.col("quarantine_reason").alias(config.REASON),
+        F.col("quarantine_detail").alias(config.DETAIL), F.lit(run_date).cast("date").alias(config.RUN_DATE))
+    write_spark_table(quarantine.coalesce(1), wh.media_quarantine / run_date, run_date)
+
+    reasons = {r[config.REASON]: r["n"] for r in
+               quarantine.groupBy(config.REASON).agg(F.count("*").alias("n")).collect()}
+    counters = {
+        "videos": n_videos,
+        "videos_decoded": statuses.get("decoded", 0),
+        "videos_skipped": statuses.get("reused", 0),
+        "videos_quarantined": sum(reasons.values()),
+        "videos_without_media": statuses.get("no_media", 0),
+        "videos_with_text": written.where("has_text").count(),
+        "quarantine_reasons": reasons,
+        "extractor_version": _extractor_version(),
+    }
+    write_counters(wh, run_date, STAGE, counters)
+    return counters
+
+
+def _extractor_version() -> str:
+    from features.extract import EXTRACTOR_VERSION
+    return EXTRACTOR_VERSION
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--full-refresh", action=argparse.BooleanOptionalAction, default=False,
+                        help="decode every video again")
+    parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
+    parser.add_argument("--decode-timeout-s", type=float, default=config.DecodeLimits.timeout_s)
+    parser.add_argument("--max-duration-s", type=float, default=config.DecodeLimits.max_duration_s)
+    args = parser.parse_args(argv)
+
+    def body() -> dict:
+        from jobs.spark import get_spark
+        limits = replace(config.DecodeLimits(), timeout_s=args.decode_timeout_s, max_duration_s=args.max_duration_s)
+        return extract(get_spark("vrec-extract-features"), config.Warehouse.at(args.warehouse), args.run_date,
+                       full_refresh=args.full_refresh, fps=args.fps, limits=limits)
+
+    return run_stage(STAGE, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

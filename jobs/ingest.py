@@ -1,0 +1,157 @@
+"""Ingest: landing catalog and interaction files -> the `catalog` and `interactions` tables.
+
+    python -m jobs.ingest --warehouse DIR --run-date YYYY-MM-DD [--max-bad-row-share 0.2]
+
+Landing files may be CSV, JSON lines or Parquet, with columns in any order and optional columns
+missing. Bad rows are not fatal one by one: each goes to `tables/rejected_rows/<run_date>/`
+with its reason and run_date; past `--max-bad-row-share` of the interactions the stage fails, before anything
+downstream runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from jobs import config
+from jobs.sql import load_sql, timestamp_expr
+from jobs.stage import StageError, base_parser, run_stage, write_counters
+from jobs.tables import write_spark_table
+
+STAGE = "ingest"
+CATALOG_COLUMNS = (config.VIDEO_ID, config.URI, config.TITLE, config.DESCRIPTION, config.TAGS,
+                   config.PUBLISHED_AT, config.UPDATED_AT)
+INTERACTION_COLUMNS = (config.USER_ID, config.VIDEO_ID, config.TS, config.EVENT, config.WATCH_SECONDS)
+LANDING_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+
+
+def landing_files(directory: Path) -> list[Path]:
+    """Landing files in name order; hidden and in-progress (`_`-prefixed) files are ignored."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and p.suffix.lower() in LANDING_SUFFIXES and not p.name.startswith((".", "_")))
+
+
+def _read_one(spark, path: Path):
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return (spark.read.option("header", True).option("multiLine", True)
+                .option("escape", '"').option("mode", "PERMISSIVE").csv(str(path)))
+    if suffix in (".jsonl", ".json"):
+        return spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE").json(str(path))
+    return spark.read.parquet(str(path))
+
+
+def read_landing(spark, directory: Path, columns: tuple[str, ...]):
+    """All landing files of one kind as one DataFrame of string columns, plus provenance columns.
+
+    Every expected column is present (NULL where a file lacks it); list-valued columns (tags) are
+    joined with `|`; `_raw` keeps the original row as JSON for the rejected-rows table.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType
+
+    frames = []
+    for path in landing_files(directory):
+        df = _read_one(spark, path)
+        original = [c for c in df.columns if c != "_corrupt_record"]
+        raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original])) if original else F.lit(None)
+        selected = []
+        for name in columns:
+            if name not in df.columns:
+                selected.append(F.lit(None).cast("string").alias(name))
+            elif isinstance(df.schema[name].dataType, ArrayType):
+                selected.append(F.array_join(F.col(name).cast("array<string>"), "|").alias(name))
+            else:
+                selected.append(F.col(name).cast("string").alias(name))
+        frames.append(df.select(*selected, raw.alias("_raw"), F.lit(path.name).alias("_source_file"),
+                                F.monotonically_increasing_id().alias("_row_in_file")))
+    if not frames:
+        return None
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
+
+
+def ingest(spark, wh: config.Warehouse, run_date: str,
+           max_bad_row_share: float = config.DEFAULT_MAX_BAD_ROW_SHARE) -> dict:
+    from pyspark.sql import functions as F
+
+    catalog_raw = read_landing(spark, wh.landing_catalog, CATALOG_COLUMNS)
+    if catalog_raw is None:
+        raise StageError(STAGE, f"no catalog files (csv, jsonl, parquet) in {wh.landing_catalog}")
+    interactions_raw = read_landing(spark, wh.landing_interactions, INTERACTION_COLUMNS)
+    if interactions_raw is None:
+        raise StageError(STAGE, f"no interaction files (csv, jsonl, parquet) in {wh.landing_interactions}")
+
+    catalog_raw = catalog_raw.cache()
+    catalog_raw.createOrReplaceTempView("landing_catalog")
+    catalog = spark.sql(load_sql("catalog_latest", published_at_ts=timestamp_expr(config.PUBLISHED_AT),
+                                 updated_at_ts=timestamp_expr(config.UPDATED_AT))).cache()
+    catalog.createOrReplaceTempView("catalog")
+    catalog_rejected = (catalog_raw.where(F.col(config.VIDEO_ID).isNull() | (F.trim(config.VIDEO_ID) == ""))
+                        .select(F.lit("catalog").alias("source"), F.lit("missing_video_id").alias(config.REASON),
+                                "_source_file", "_raw"))
+
+    interactions_raw.createOrReplaceTempView("landing_interactions")
+    checked = spark.sql(load_sql("interactions_checked", ts_parsed=timestamp_expr(f"i.{config.TS}"),
+                                 default_event=config.DEFAULT_EVENT, run_date=run_date)).cache()
+    valid = (checked.where(F.col(config.REASON).isNull())
+             .select(*INTERACTION_COLUMNS)
+             .dropDuplicates([config.USER_ID, config.VIDEO_ID, config.TS, config.EVENT]))
+    interactions_rejected = checked.where(F.col(config.REASON).isNotNull()).select(
+        F.lit("interactions").alias("source"), config.REASON, "_source_file", "_raw")
+
+    counts = {r[config.REASON]: r["n"] for r in
+              checked.groupBy(config.REASON).agg(F.count("*").alias("n")).collect()}
+    interactions_read = sum(counts.values())
+    after_run_date = counts.get("after_run_date", 0)
+    bad = interactions_read - counts.get(None, 0) - after_run_date
+
+    rejected = (catalog_rejected.unionByName(interactions_rejected)
+                .withColumn(config.RUN_DATE, F.lit(run_date).cast("date")))
+    rejected_dir = wh.rejected_rows / run_date
+    write_spark_table(rejected.coalesce(1), rejected_dir, run_date)
+
+    considered = interactions_read - after_run_date
+    if considered and bad / considered > max_bad_row_share:
+        raise StageError(STAGE, f"{bad} of {considered} interaction rows are bad ({bad / considered:.1%}, "
+                                f"limit {max_bad_row_share:.0%}); see {rejected_dir}")
+
+    write_spark_table(catalog, wh.catalog, run_date)
+    valid = valid.cache()
+    write_spark_table(valid, wh.interactions, run_date)
+    counters = {
+        "catalog_rows_read": catalog_raw.count(),
+        "catalog_rows_rejected": catalog_rejected.count(),
+        "videos": catalog.count(),
+        "interactions_read": interactions_read,
+        "interactions_rejected": bad,
+        "interactions_after_run_date": after_run_date,
+        "interactions_valid": valid.count(),
+        "users": valid.select(config.USER_ID).distinct().count(),
+        "rejected_reasons": {k: v for k, v in counts.items() if k is not None},
+    }
+    for df in (catalog_raw, catalog, checked, valid):
+        df.unpersist()
+    write_counters(wh, run_date, STAGE, counters)
+    return counters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE)
+    args = parser.parse_args(argv)
+
+    def body() -> dict:
+        from jobs.spark import get_spark
+        return ingest(get_spark("vrec-ingest"), config.Warehouse.at(args.warehouse), args.run_date,
+                      args.max_bad_row_share)
+
+    return run_stage(STAGE, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

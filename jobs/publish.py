@@ -1,0 +1,86 @@
+"""Publish: validate tonight's lists and commit them to the Delta serving table.
+
+    python -m jobs.publish --warehouse DIR --run-date YYYY-MM-DD [--top-n 20]
+
+The lists in `tables/candidate_lists/<run_date>/` go through the recommendations suite first; a
+failing check publishes nothing and the previous lists stay current. The publish itself is one
+Delta commit (an overwrite), so a reader of the latest version sees one night's lists, never a mix,
+and earlier nights stay readable by version. Written with delta-rs (`deltalake`), at reader
+version 1 / writer version 2, so delta-spark on a cluster reads the same table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import pyarrow as pa
+
+from jobs import config
+from jobs.quality import recommendation_suite, save_result
+from jobs.stage import StageError, base_parser, run_stage, write_counters
+from jobs.tables import read_table
+
+STAGE = "publish"
+
+SERVING_SCHEMA = pa.schema([
+    pa.field(config.USER_ID, pa.string(), nullable=False),
+    pa.field(config.RANK, pa.int32(), nullable=False),
+    pa.field(config.VIDEO_ID, pa.string(), nullable=False),
+    pa.field(config.SCORE, pa.float64(), nullable=False),
+    pa.field(config.MODEL_VERSION, pa.string(), nullable=False),
+    pa.field(config.RUN_DATE, pa.date32(), nullable=False),
+    # UTC-aware: a timestamp without time zone would raise the Delta protocol (timestampNtz).
+    pa.field(config.GENERATED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
+])
+
+
+def serving_table(lists, run_date: str, generated_at: dt.datetime) -> pa.Table:
+    lists = lists.sort_values([config.USER_ID, config.RANK], kind="stable")
+    n = len(lists)
+    return pa.table({
+        config.USER_ID: pa.array(lists[config.USER_ID], pa.string()),
+        config.RANK: pa.array(lists[config.RANK], pa.int32()),
+        config.VIDEO_ID: pa.array(lists[config.VIDEO_ID], pa.string()),
+        config.SCORE: pa.array(lists[config.SCORE], pa.float64()),
+        config.MODEL_VERSION: pa.array(lists[config.MODEL_VERSION], pa.string()),
+        config.RUN_DATE: pa.array([dt.date.fromisoformat(run_date)] * n, pa.date32()),
+        config.GENERATED_AT: pa.array([generated_at] * n, pa.timestamp("us", tz="UTC")),
+    }, schema=SERVING_SCHEMA)
+
+
+def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TOP_N) -> dict:
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+    source = wh.candidate_lists / run_date
+    if not source.exists():
+        raise StageError(STAGE, f"no lists for {run_date} at {source}; run score first")
+    lists = read_table(source).to_pandas()
+    interactions = read_table(wh.interactions, [config.USER_ID, config.VIDEO_ID]).to_pandas()
+    catalog_ids = read_table(wh.catalog, [config.VIDEO_ID]).to_pandas()[config.VIDEO_ID]
+    result = recommendation_suite(lists, interactions, catalog_ids, top_n)
+    save_result(wh, run_date, result)
+    if not result.success:
+        raise StageError(STAGE, f"the new lists failed validation, nothing published: {result.summary()}")
+
+    table = serving_table(lists, run_date, dt.datetime.now(dt.timezone.utc))
+    model_versions = sorted(set(lists[config.MODEL_VERSION]))
+    write_deltalake(str(wh.recommendations), table, mode="overwrite", commit_properties=CommitProperties(
+        custom_metadata={"run_date": run_date, "model_version": ",".join(model_versions)}))
+    published = DeltaTable(str(wh.recommendations))
+    counters = {"users_published": int(lists[config.USER_ID].nunique()), "rows_published": table.num_rows,
+                "delta_version": published.version(), "model_version": ",".join(model_versions),
+                "table": str(wh.recommendations)}
+    write_counters(wh, run_date, STAGE, counters)
+    return counters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
+    args = parser.parse_args(argv)
+    return run_stage(STAGE, lambda: publish(config.Warehouse.at(args.warehouse), args.run_date, top_n=args.top_n))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

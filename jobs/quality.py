@@ -1,0 +1,128 @@
+"""Great Expectations suites that guard the tables before anything downstream uses them.
+
+Each suite runs on a pandas frame in an ephemeral GX context (nothing written outside the
+warehouse). Checks GX cannot state on a column directly (vector lengths, per-user list shape,
+"never recommend a seen video") become derived boolean columns expected to be all true.
+The result of every suite goes to `runs/<run_date>/validation_<suite>.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from jobs import config
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    success: bool
+    rows: int
+    failures: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return "; ".join(f"{f['expectation']}({f.get('column', '')}): {f['observed']}" for f in self.failures)
+
+
+def run_suite(name: str, frame: pd.DataFrame, expectations: list) -> SuiteResult:
+    """Validate `frame` against GX expectation objects."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(name)
+                        .add_batch_definition_whole_dataframe("whole_table"))
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    failures = []
+    for item in result.results:
+        if item.success:
+            continue
+        kwargs = item.expectation_config.kwargs
+        observed = {k: v for k, v in item.result.items()
+                    if k in ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")}
+        failures.append({"expectation": item.expectation_config.type,
+                         "column": kwargs.get("column") or kwargs.get("column_list"),
+                         "observed": json.loads(json.dumps(observed, default=str))})
+    return SuiteResult(name, bool(result.success), len(frame), failures)
+
+
+def save_result(wh: config.Warehouse, run_date: str, result: SuiteResult) -> None:
+    path = wh.run_dir(run_date) / f"validation_{result.suite}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.__dict__, indent=1, default=str))
+
+
+def _vector_ok(values: pd.Series, dim: int | None) -> pd.Series:
+    def ok(v) -> bool:
+        return v is not None and len(v) > 0 and (dim is None or len(v) == dim) and bool(np.isfinite(v).all())
+    return values.map(ok)
+
+
+def feature_suite(features: pd.DataFrame, min_coverage: float) -> SuiteResult:
+    """Types, ranges, finite vectors of the right length, and the share of videos with features."""
+    import great_expectations.expectations as gxe
+
+    with_media = features["uri"].notna()
+    frame = pd.DataFrame({
+        "video_id": features["video_id"],
+        "extractor_version": features["extractor_version"],
+        "duration_s": features["duration_s"].where(features["has_video"]),
+        "visual_ok": _vector_ok(features["visual"], None).where(features["has_video"], True),
+        "audio_ok": _vector_ok(features["audio"], None).where(features["has_audio"], True),
+        "text_ok": _vector_ok(features["text_embedding"], None).where(features["has_text"], True),
+    })
+    media_share = float(features.loc[with_media, "has_video"].mean()) if with_media.any() else 1.0
+    coverage = pd.DataFrame({"media_coverage": [media_share], "text_coverage": [float(features["has_text"].mean())]})
+    expectations = [
+        gxe.ExpectColumnValuesToNotBeNull(column="video_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="video_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="extractor_version"),
+        gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, max_value=24 * 3600),
+        *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in ("visual_ok", "audio_ok", "text_ok")],
+    ]
+    result = run_suite("video_features", frame, expectations)
+    coverage_result = run_suite("video_features_coverage", coverage, [
+        gxe.ExpectColumnValuesToBeBetween(column="media_coverage", min_value=min_coverage, max_value=1.0),
+        gxe.ExpectColumnValuesToBeBetween(column="text_coverage", min_value=min_coverage, max_value=1.0),
+    ])
+    return SuiteResult("video_features", result.success and coverage_result.success, len(frame),
+                       result.failures + coverage_result.failures)
+
+
+def recommendation_suite(lists: pd.DataFrame, interactions: pd.DataFrame, catalog_ids: pd.Series,
+                         top_n: int) -> SuiteResult:
+    """The serving-table contract, checked on the new lists before they are published."""
+    import great_expectations.expectations as gxe
+
+    lists = lists.sort_values([config.USER_ID, config.RANK], kind="stable").reset_index(drop=True)
+    seen = pd.MultiIndex.from_frame(interactions[[config.USER_ID, config.VIDEO_ID]].drop_duplicates())
+    seen_per_user = interactions.loc[interactions[config.VIDEO_ID].isin(catalog_ids)] \
+        .groupby(config.USER_ID)[config.VIDEO_ID].nunique()
+    expected_rows = (len(catalog_ids) - seen_per_user).clip(lower=0, upper=top_n)
+    by_user = lists.groupby(config.USER_ID, sort=False)
+    frame = lists.assign(
+        rank_consecutive=lists[config.RANK] == by_user.cumcount() + 1,
+        score_non_increasing=by_user[config.SCORE].diff().fillna(0) <= 1e-9,
+        unseen=~pd.MultiIndex.from_frame(lists[[config.USER_ID, config.VIDEO_ID]]).isin(seen),
+        known_video=lists[config.VIDEO_ID].isin(catalog_ids),
+        full_list=by_user[config.RANK].transform("size") == lists[config.USER_ID].map(expected_rows),
+    )
+    active = expected_rows[expected_rows > 0].index
+    covered = pd.DataFrame({"active_user_covered": pd.Index(active).isin(lists[config.USER_ID].unique())})
+    checks = ("rank_consecutive", "score_non_increasing", "unseen", "known_video", "full_list")
+    result = run_suite("recommendations", frame, [
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in (config.USER_ID, config.VIDEO_ID, config.SCORE)],
+        gxe.ExpectColumnValuesToBeBetween(column=config.RANK, min_value=1, max_value=top_n),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=[config.USER_ID, config.VIDEO_ID]),
+        *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in checks],
+    ])
+    coverage = run_suite("recommendations_coverage", covered, [
+        gxe.ExpectColumnValuesToBeInSet(column="active_user_covered", value_set=[True])])
+    return SuiteResult("recommendations", result.success and coverage.success, len(frame),
+                       result.failures + coverage.failures)

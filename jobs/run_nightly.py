@@ -1,0 +1,84 @@
+"""Run every stage of the nightly pipeline in order, without Airflow.
+
+    python -m jobs.run_nightly --warehouse DIR --run-date YYYY-MM-DD [--top-n N]
+
+The same job code the DAG runs, in one process that shares one local SparkSession between the
+Spark stages. Exit 0 on success; on failure, exit 1 with one line on stderr naming the stage and
+the reason (the traceback of an unexpected error goes to `runs/<run_date>/error.log`). The last
+line on stdout is the run's counters as one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from dataclasses import replace
+
+from jobs import config
+from jobs.stage import StageError, base_parser
+
+
+def _stages(args, wh: config.Warehouse):
+    """(name, callable) for each stage, in order; Spark starts only when a Spark stage needs it."""
+    from jobs.extract_features import extract
+    from jobs.ingest import ingest
+    from jobs.publish import publish
+    from jobs.score import score
+    from jobs.spark import get_spark
+    from jobs.train import train
+    from jobs.validate_features import validate_features
+
+    limits = replace(config.DecodeLimits(), timeout_s=args.decode_timeout_s)
+    return [
+        ("ingest", lambda: ingest(get_spark("vrec-nightly"), wh, args.run_date, args.max_bad_row_share)),
+        ("extract_features", lambda: extract(get_spark("vrec-nightly"), wh, args.run_date,
+                                             full_refresh=args.full_refresh, limits=limits)),
+        ("validate_features", lambda: validate_features(wh, args.run_date, args.min_coverage)),
+        ("train", lambda: train(wh, args.run_date, epochs=args.epochs, seed=args.seed)),
+        ("score", lambda: score(wh, args.run_date, top_n=args.top_n, model_version=args.model_version)),
+        ("publish", lambda: publish(wh, args.run_date, top_n=args.top_n)),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
+    parser.add_argument("--full-refresh", action="store_true", help="decode every video again")
+    parser.add_argument("--skip-training", action="store_true", help="score with --model-version instead")
+    parser.add_argument("--model-version", default=None, help="score with this model")
+    parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE)
+    parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE)
+    parser.add_argument("--decode-timeout-s", type=float, default=config.DecodeLimits.timeout_s)
+    args = parser.parse_args(argv)
+    if args.skip_training and not args.model_version:
+        parser.error("--skip-training needs --model-version")
+    wh = config.Warehouse.at(args.warehouse)
+
+    from jobs.report import run_summary
+
+    for name, run in _stages(args, wh):
+        if name == "train" and args.skip_training:
+            continue
+        started = time.perf_counter()
+        try:
+            run()
+        except StageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except Exception as err:  # noqa: BLE001 -- any failure must end as one clear line, not a dump
+            log = wh.run_dir(args.run_date) / "error.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(traceback.format_exc())
+            print(f"error: [{name}] {type(err).__name__}: {err} (traceback in {log})", file=sys.stderr)
+            return 1
+        print(f"stage {name} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    print(json.dumps(run_summary(wh, args.run_date), sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

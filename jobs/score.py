@@ -1,0 +1,108 @@
+"""Score: top-N videos per user from the trained model, seen videos excluded.
+
+    python -m jobs.score --warehouse DIR --run-date YYYY-MM-DD [--top-n 20] [--model-version V]
+
+Every catalog video is a candidate, including videos published since training or with no
+interactions yet: their vectors come from content alone. Writes `tables/candidate_lists/<run_date>/`,
+which the publish stage validates and commits to the serving table.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pyarrow as pa
+
+from jobs import config
+from jobs.model_inputs import index_interactions, load_interactions, load_items
+from jobs.stage import StageError, base_parser, read_counters, run_stage, write_counters
+from jobs.tables import write_arrow_table
+
+STAGE = "score"
+
+
+def resolve_model_version(wh: config.Warehouse, run_date: str, pinned: str | None) -> str:
+    if pinned:
+        return pinned
+    trained = read_counters(wh, run_date).get("train", {}).get("model_version")
+    if not trained:
+        raise StageError(STAGE, f"no model trained for {run_date}; run train first or pass --model-version")
+    return trained
+
+
+def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TOP_N,
+          model_version: str | None = None) -> dict:
+    import torch
+
+    from models.artifact import SchemaMismatch, load_artifact
+    from models.content import content_matrix, fit_content_stats
+    from models.topn import top_n as blocked_top_n
+    from models.training import last_histories
+
+    if top_n < 1:
+        raise StageError(STAGE, f"top_n must be at least 1, got {top_n}")
+    version = resolve_model_version(wh, run_date, model_version)
+    try:
+        artifact = load_artifact(wh.models, version)
+        items = load_items(wh)
+        artifact.check_schema(fit_content_stats(items))
+    except (FileNotFoundError, SchemaMismatch) as err:
+        raise StageError(STAGE, str(err)) from err
+
+    video_ids = items[config.VIDEO_ID].to_numpy(object)
+    interactions = load_interactions(wh)
+    user_ids = np.sort(interactions[config.USER_ID].unique()).astype(object)
+    data = index_interactions(interactions, video_ids, user_ids)
+    model = artifact.model
+    cfg = model.cfg
+
+    # Items and users the model was trained on use their ID embeddings; new ones stand on content.
+    train_item = _lookup(artifact.video_ids, video_ids)
+    use_id = (train_item >= 0) & artifact.warm[np.maximum(train_item, 0)]
+    train_user = _lookup(artifact.user_ids, user_ids)
+    with torch.inference_mode():
+        item_vectors = model.encode_items(torch.from_numpy(content_matrix(items, artifact.stats)),
+                                          torch.from_numpy(train_item), torch.from_numpy(use_id))
+        hist_items, hist_weights = last_histories(data, len(user_ids), cfg.history_len)
+        user_vectors = torch.cat([
+            model.user_vectors(torch.from_numpy(train_user[b:b + 4096]), item_vectors[torch.from_numpy(hist_items[b:b + 4096])],
+                               torch.from_numpy(hist_weights[b:b + 4096]))
+            for b in range(0, len(user_ids), 4096)])
+
+    indptr = np.r_[0, np.cumsum(np.bincount(data.user, minlength=len(user_ids)))]
+    best_items, best_scores = blocked_top_n(user_vectors.numpy(), item_vectors.numpy(), indptr, data.item, top_n)
+
+    valid = best_items >= 0
+    users_col = np.repeat(user_ids, valid.sum(axis=1))
+    ranks = (np.cumsum(valid, axis=1))[valid].astype(np.int32)
+    table = pa.table({
+        config.USER_ID: pa.array(users_col, pa.string()),
+        config.RANK: pa.array(ranks, pa.int32()),
+        config.VIDEO_ID: pa.array(video_ids[best_items[valid]], pa.string()),
+        config.SCORE: pa.array(best_scores[valid].astype(np.float64), pa.float64()),
+        config.MODEL_VERSION: pa.array([version] * int(valid.sum()), pa.string()),
+    })
+    write_arrow_table(table, wh.candidate_lists / run_date, run_date)
+    counters = {"model_version": version, "users_scored": len(user_ids), "videos_scored": len(video_ids),
+                "cold_videos": int((~use_id).sum()), "rows": table.num_rows, "top_n": top_n}
+    write_counters(wh, run_date, STAGE, counters)
+    return counters
+
+
+def _lookup(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    import pandas as pd
+    return pd.Index(trained_ids).get_indexer(ids).astype(np.int64)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
+    parser.add_argument("--model-version", default=None, help="score with this model instead of tonight's")
+    args = parser.parse_args(argv)
+    return run_stage(STAGE, lambda: score(config.Warehouse.at(args.warehouse), args.run_date,
+                                          top_n=args.top_n, model_version=args.model_version))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Validate features: the Great Expectations suite over `video_features`, before any training.
+
+    python -m jobs.validate_features --warehouse DIR --run-date YYYY-MM-DD [--min-coverage 0.5]
+
+Fails the run when types, ranges or vectors are wrong, or when the share of videos with usable
+features falls below `--min-coverage`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jobs import config
+from jobs.quality import feature_suite, save_result
+from jobs.stage import StageError, base_parser, run_stage, write_counters
+from jobs.tables import read_table
+
+STAGE = "validate_features"
+
+
+def validate_features(wh: config.Warehouse, run_date: str,
+                      min_coverage: float = config.DEFAULT_MIN_FEATURE_COVERAGE) -> dict:
+    if not wh.video_features.exists():
+        raise StageError(STAGE, f"no feature table at {wh.video_features}; run extract_features first")
+    features = read_table(wh.video_features).to_pandas()
+    result = feature_suite(features, min_coverage)
+    save_result(wh, run_date, result)
+    if not result.success:
+        raise StageError(STAGE, f"video_features failed validation: {result.summary()}")
+    counters = {"videos_checked": result.rows, "suite": result.suite, "success": result.success}
+    write_counters(wh, run_date, STAGE, counters)
+    return counters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE)
+    args = parser.parse_args(argv)
+    return run_stage(STAGE, lambda: validate_features(config.Warehouse.at(args.warehouse), args.run_date,
+                                                      args.min_coverage))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The item content matrix: text, visual and audio features of every catalog video as one array.
+
+Each block is standardised with statistics fitted at training time and kept in the model artifact,
+so scoring builds exactly the matrix the model was trained on. A video without a block (no media,
+no audio stream, no text) gets zeros there plus a 0 in that block's presence flag: the model can
+tell "absent" from "average".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+# (feature-table column, presence-flag column) for each content block, in matrix order.
+CONTENT_BLOCKS = (("text_embedding", "has_text"), ("visual", "has_video"), ("audio", "has_audio"))
+
+
+@dataclass
+class ContentStats:
+    """Per-block dimensions and standardisation fitted on the training catalog."""
+
+    dims: dict[str, int]
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+
+    def to_dict(self) -> dict:
+        return {"dims": self.dims, "mean": {k: v.tolist() for k, v in self.mean.items()},
+                "std": {k: v.tolist() for k, v in self.std.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ContentStats":
+        return cls(dims={k: int(v) for k, v in data["dims"].items()},
+                   mean={k: np.asarray(v, np.float32) for k, v in data["mean"].items()},
+                   std={k: np.asarray(v, np.float32) for k, v in data["std"].items()})
+
+    @property
+    def width(self) -> int:
+        return sum(self.dims.values()) + len(self.dims)
+
+
+def _stack(values: pd.Series, present: np.ndarray, dim: int) -> np.ndarray:
+    out = np.zeros((len(values), dim), np.float32)
+    for row, vector in enumerate(values):
+        if present[row] and vector is not None and len(vector) == dim:
+            out[row] = np.asarray(vector, np.float32)
+    return out
+
+
+def _present(features: pd.DataFrame, column: str, flag: str) -> np.ndarray:
+    has = features[flag].fillna(False).astype(bool).to_numpy()
+    return has & features[column].map(lambda v: v is not None and len(v) > 0).to_numpy()
+
+
+def fit_content_stats(features: pd.DataFrame) -> ContentStats:
+    dims, mean, std = {}, {}, {}
+    for column, flag in CONTENT_BLOCKS:
+        present = _present(features, column, flag)
+        lengths = features.loc[present, column].map(len)
+        dim = int(lengths.mode().iloc[0]) if len(lengths) else 0
+        block = _stack(features[column], present, dim)[present]
+        dims[column] = dim
+        mean[column] = block.mean(axis=0) if len(block) else np.zeros(dim, np.float32)
+        # Text embeddings are already unit vectors on a shared scale: centre them, don't stretch them.
+        scale = block.std(axis=0) if len(block) > 1 and column != "text_embedding" else np.ones(dim, np.float32)
+        std[column] = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
+    return ContentStats(dims, mean, std)
+
+
+def content_matrix(features: pd.DataFrame, stats: ContentStats) -> np.ndarray:
+    """Rows in `features` order: standardised blocks, then one presence flag per block."""
+    blocks, flags = [], []
+    for column, flag in CONTENT_BLOCKS:
+        dim = stats.dims[column]
+        present = _present(features, column, flag)
+        block = (_stack(features[column], present, dim) - stats.mean[column]) / stats.std[column]
+        block[~present] = 0.0
+        blocks.append(np.clip(block, -8.0, 8.0))
+        flags.append(present.astype(np.float32)[:, None])
+    matrix = np.concatenate(blocks + flags, axis=1).astype(np.float32)
+    return np.nan_to_num(matrix, nan=0.0, posinf=0.0, neginf=0.0)

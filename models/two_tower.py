@@ -1,0 +1,72 @@
+"""The fused two-tower model.
+
+Item tower: an MLP over the item's content (text, visual and audio features) plus an ID embedding
+for warm items. During training the ID embedding is dropped at random, so the content path alone
+learns to place a video, which is what a video published today (no interactions, no trained ID)
+relies on. User tower: a weighted pooling of the item vectors of the user's recent videos plus a
+user embedding, through an MLP. Both towers end on the unit sphere; a score is a cosine / tau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class TowerConfig:
+    n_items: int
+    n_users: int
+    content_dim: int
+    dim: int = 64
+    hidden: int = 256
+    history_len: int = 30
+    id_dropout: float = 0.5
+    temperature: float = 0.07
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TwoTower(nn.Module):
+    def __init__(self, cfg: TowerConfig, content: torch.Tensor):
+        super().__init__()
+        self.cfg = cfg
+        # Content is a fixed input, not a parameter: kept on the module so it moves with .to(device).
+        self.register_buffer("content", content, persistent=False)
+        self.content_mlp = nn.Sequential(
+            nn.Linear(cfg.content_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.dim))
+        self.item_id = nn.Embedding(cfg.n_items, cfg.dim)
+        self.user_id = nn.Embedding(cfg.n_users, cfg.dim)
+        self.user_mlp = nn.Sequential(
+            nn.Linear(2 * cfg.dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.dim))
+        nn.init.normal_(self.item_id.weight, std=0.01)
+        nn.init.normal_(self.user_id.weight, std=0.01)
+
+    def item_vectors(self, items: torch.Tensor, use_id: torch.Tensor) -> torch.Tensor:
+        """Unit vectors of training items; `use_id` (bool) says which add their ID embedding."""
+        return self.encode_items(self.content[items], items, use_id)
+
+    def encode_items(self, content: torch.Tensor, items: torch.Tensor, use_id: torch.Tensor) -> torch.Tensor:
+        """Unit item vectors from content rows; `items` index the ID table where `use_id` is set."""
+        vectors = self.content_mlp(content)
+        ids = self.item_id(items.clamp_min(0))
+        return F.normalize(vectors + ids * use_id.unsqueeze(-1).to(vectors.dtype), dim=-1)
+
+    def user_vectors(self, users: torch.Tensor, history_vectors: torch.Tensor,
+                     history_weights: torch.Tensor) -> torch.Tensor:
+        """Unit user vectors from (B, L, dim) history item vectors and (B, L) weights (0 = padding).
+
+        A user index of -1 (a user the model was not trained on) gets no user embedding.
+        """
+        total = history_weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        pooled = (history_vectors * history_weights.unsqueeze(-1)).sum(dim=1) / total
+        user_emb = self.user_id(users.clamp_min(0)) * (users >= 0).unsqueeze(-1).to(pooled.dtype)
+        mixed = self.user_mlp(torch.cat([pooled, user_emb], dim=-1))
+        return F.normalize(pooled + mixed, dim=-1)
