@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +170,9 @@ def _user_tags(tags_path: Path) -> dict[str, list[str]]:
     tags = tags[tags["tag"] != ""]
     tags["key"] = tags["tag"].str.lower()
     tags["order"] = np.arange(len(tags))
-    grouped = tags.groupby(["movieId", "key"], sort=False).agg(tag=("tag", "first"), n=("tag", "size"), first=("order", "min"))
+    grouped = tags.groupby(["movieId", "key"], sort=False).agg(
+        tag=("tag", "first"), n=("tag", "size"), first=("order", "min")
+    )
     grouped = grouped.reset_index().sort_values(["movieId", "n", "first"], ascending=[True, False, True])
     grouped = grouped.groupby("movieId", sort=False).head(MAX_USER_TAGS)
     return grouped.groupby("movieId", sort=False)["tag"].agg(list).to_dict()

@@ -1,0 +1,72 @@
+# The two set-up commands are `make demo` and `make test`; each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+RUN_DATE ?= 2026-11-20
+TOP_N ?= 10
+SEED ?= 7
+
+# Everything below runs with the project's interpreter, its spark-submit and its airflow.
+export PATH := $(VENV)/bin:$(PATH)
+export PYTHONPATH := $(CURDIR)
+export PYSPARK_PYTHON := $(PY)
+export PYSPARK_DRIVER_PYTHON := $(PY)
+export VREC_PYTHON := $(PY)
+export VREC_WAREHOUSE ?= $(CURDIR)/warehouse
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help install system-deps venv airflow-init demo-data demo test test-quick show clean
+
+help:
+	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
+	@echo "make test   - install and run the whole test suite"
+
+install: system-deps venv
+
+# ffmpeg comes from Debian; Java 17 is expected on the machine (Spark needs it).
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; }
+	@command -v java >/dev/null || { echo "Java 17 is required by Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# A SQLite metadata DB for `airflow dags test` and `airflow standalone`, plus the gpu pool.
+airflow-init: venv
+	airflow db migrate >/dev/null
+	airflow pools set gpu 1 "GPU training nodes" >/dev/null
+
+demo-data: install
+	$(PY) -m jobs.make_demo_data --warehouse $(VREC_WAREHOUSE) --seed $(SEED) --run-date $(RUN_DATE)
+
+demo: install airflow-init demo-data
+	airflow dags test video_recs_nightly $(RUN_DATE) \
+	  -c '{"warehouse": "$(VREC_WAREHOUSE)", "top_n": $(TOP_N)}' > $(VREC_WAREHOUSE)/dag_test.log 2>&1 || \
+	  { tail -n 40 $(VREC_WAREHOUSE)/dag_test.log; exit 1; }
+	$(PY) -m jobs.show_recommendations --warehouse $(VREC_WAREHOUSE) --users 3
+
+show: venv
+	$(PY) -m jobs.show_recommendations --warehouse $(VREC_WAREHOUSE) --users 3
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-quick: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+clean:
+	rm -rf warehouse .airflow .pytest_cache

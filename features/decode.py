@@ -1,0 +1,391 @@
+"""Decode one media file once: resolve its catalog uri safely, probe it, and run ONE bounded ffmpeg
+process that yields sampled RGB frames and mono float audio together.
+
+Every expected failure (a missing, broken, hostile or unsupported file) raises `MediaError` with a
+short `reason` code that the feature job writes to the quarantine table; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import stat
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import ffmpeg
+import numpy as np
+
+from jobs.config import DecodeLimits
+
+log = logging.getLogger(__name__)
+
+# Quarantine reason codes (DESIGN.md, media_quarantine.reason). `too_long` is reserved: a long file
+# is not refused, only decoded up to `DecodeLimits.max_duration_s` (see MediaMeta.truncated_by_cap).
+REASONS = frozenset({
+    "missing", "empty", "truncated", "not_media", "no_video_stream", "outside_media_roots",
+    "timeout", "too_long", "frame_too_large", "unsafe_container", "decode_failed",
+})
+
+# Demuxers ffmpeg may use at all. An allow-list, not a deny-list: playlist-like demuxers (hls, dash,
+# concat, imf, image2 patterns...) open other files while reading their header, so a crafted file
+# must never reach them; `-format_whitelist` makes ffmpeg refuse them before any header is parsed.
+ALLOWED_DEMUXERS = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,mpegvideo,ogg,asf,mxf,nut,ivf,"
+    "m4v,h264,hevc,dv,gif,rm,wav,w64,mp3,flac,aac,ac3,eac3,amr,aiff,caf"
+)
+# Demuxers (and format-name fragments) that follow references to other files or URLs.
+REFERENCING_DEMUXERS = ("hls", "applehttp", "m3u8", "concat", "ffconcat", "dash", "imf",
+                        "playlist", "image2", "tee")
+# Leading bytes of text playlists; refused before ffprobe ever sees them.
+_PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"<CompositionPlaylist")
+# Leading bytes of real containers: a file that starts like one but cannot be opened was cut short.
+_CONTAINER_MAGIC = (
+    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"), (0, b"\x1a\x45\xdf\xa3"),
+    (0, b"RIFF"), (0, b"OggS"), (0, b"FLV"), (0, b"\x30\x26\xb2\x75"), (0, b"\x00\x00\x01\xba"),
+    (0, b"ID3"), (0, b"fLaC"),
+)
+_STDERR_KEEP = 64 * 1024  # ffmpeg can be chatty on broken input; keep only the tail
+
+
+class MediaError(Exception):
+    """An expected media failure; `reason` is a quarantine code from `REASONS`."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):  # survive pickling (Spark and multiprocessing workers send errors back)
+        return (MediaError, (self.reason, self.detail))
+
+
+@dataclass(frozen=True)
+class MediaMeta:
+    format_name: str
+    duration_s: float  # 0.0 from probe() when the header has none; decode() then measures it
+    fps: float
+    width: int
+    height: int
+    vcodec: str | None
+    acodec: str | None
+    has_video: bool
+    has_audio: bool
+    truncated_by_cap: bool
+    # Stream indexes decode() maps, so it reads exactly the streams that probe() vetted.
+    video_index: int | None = None
+    audio_index: int | None = None
+
+
+@dataclass
+class Decoded:
+    frames: np.ndarray         # uint8 (N, H, W, 3) RGB
+    timestamps_ms: np.ndarray  # int64 (N,), i * 1000 / fps
+    audio: np.ndarray | None   # float32 mono; None when the file has no audio stream
+    sample_rate: int
+    meta: MediaMeta
+
+
+# ---- locating the file -------------------------------------------------------------------------
+
+def resolve_media(uri: str, media_roots: list[Path]) -> Path:
+    """Turn an untrusted catalog uri into a regular file inside one of `media_roots`.
+
+    Relative uris are taken from the first root. Symlinks and `..` are resolved before the
+    containment check, so neither can lead outside the roots.
+    """
+    if not media_roots:
+        raise ValueError("no media roots configured")
+    uri = (uri or "").strip()
+    if not uri:
+        raise MediaError("missing", "empty uri")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", uri):
+        parsed = urlparse(uri)
+        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+            raise MediaError("outside_media_roots", f"remote uri not allowed: {uri[:200]}")
+        uri = unquote(parsed.path)
+    roots = [Path(r).resolve() for r in media_roots]
+    try:
+        candidate = Path(uri) if Path(uri).is_absolute() else roots[0] / uri
+        path = candidate.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loop, NUL byte
+        raise MediaError("missing", f"cannot resolve {uri[:200]!r}: {exc}") from exc
+    # Checked before existence so a probe for files outside the roots learns nothing.
+    if not any(path.is_relative_to(root) for root in roots):
+        raise MediaError("outside_media_roots", f"{uri[:200]!r} resolves outside the media roots")
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise MediaError("missing", str(path)) from exc
+    except OSError as exc:
+        raise MediaError("missing", f"{path}: {exc}") from exc
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise MediaError("not_media", f"{path} is not a regular file")
+    if st.st_size == 0:
+        raise MediaError("empty", str(path))
+    return path
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file's bytes, read in chunks (media files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---- probing -----------------------------------------------------------------------------------
+
+def _head(path: Path, n: int = 4096) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _looks_like_playlist(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return any(text.startswith(m) for m in _PLAYLIST_MAGIC)
+
+
+def _looks_like_container(head: bytes) -> bool:
+    return any(head[off:off + len(m)] == m for off, m in _CONTAINER_MAGIC)
+
+
+def _is_referencing(format_name: str) -> bool:
+    names = {n.strip().lower() for n in format_name.split(",")}
+    return any(r in names for r in REFERENCING_DEMUXERS)
+
+
+def _ffprobe(path: Path, timeout_s: float) -> dict:
+    # The command ffmpeg.probe() (ffmpeg-python 0.2.0) runs, which has no timeout: run it with one.
+    args = ["ffprobe", "-v", "error", "-protocol_whitelist", "file",
+            "-format_whitelist", ALLOWED_DEMUXERS,
+            "-show_format", "-show_streams", "-of", "json", f"file:{path}"]
+    try:
+        done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=max(timeout_s, 0.1))
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError("timeout", f"ffprobe exceeded {timeout_s:.0f}s on {path}") from exc
+    err = done.stderr.decode("utf-8", "replace").strip()
+    if done.returncode != 0:
+        raise ffmpeg.Error("ffprobe", done.stdout, err.encode())
+    return json.loads(done.stdout.decode("utf-8", "replace"))
+
+
+def _probe_failure(path: Path, head: bytes, stderr: str) -> MediaError:
+    """Map an ffprobe failure to a reason: hostile, cut short, or not media at all."""
+    last = stderr.strip().splitlines()[-1][:300] if stderr.strip() else "ffprobe failed"
+    if "not on whitelist" in stderr:
+        # ffmpeg logs the rejected demuxer as "[name @ 0x...] Format not on whitelist".
+        m = re.search(r"\[([\w,]+) @ 0x[0-9a-f]+\] Format not on whitelist", stderr)
+        demuxer = m.group(1) if m else "?"
+        if _is_referencing(demuxer):
+            return MediaError("unsafe_container", f"{demuxer} container references other files")
+        return MediaError("not_media", f"container {demuxer} is not an accepted media format")
+    if _looks_like_container(head):
+        return MediaError("truncated", f"starts like a media container but cannot be read: {last}")
+    return MediaError("not_media", last)
+
+
+def _rate(text: str | None) -> float:
+    try:
+        num, _, den = (text or "0/0").partition("/")
+        value = float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _clock_s(text: str) -> float:
+    """Matroska tags give durations as HH:MM:SS.fffffffff."""
+    try:
+        h, m, s = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    except ValueError:
+        return 0.0
+
+
+def _header_duration(info: dict) -> float:
+    """Duration from the container header, else the longest stream; 0.0 when none is stated."""
+    candidates = [info.get("format", {}).get("duration")]
+    for s in info.get("streams", []):
+        candidates.append(s.get("duration"))
+        tag = (s.get("tags") or {}).get("DURATION")
+        if tag:
+            candidates.append(_clock_s(tag))
+    values = []
+    for c in candidates:
+        try:
+            v = float(c)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v) and v > 0:
+            values.append(v)
+    # the container value comes first and wins; streams only fill in when it is absent
+    return values[0] if values else 0.0
+
+
+def probe(path: str | os.PathLike, limits: DecodeLimits = DecodeLimits()) -> MediaMeta:
+    """Read a file's header with ffprobe (local files only) and refuse what must not be decoded."""
+    path = Path(path)
+    head = _head(path)
+    if _looks_like_playlist(head):
+        raise MediaError("unsafe_container", "playlist or concat list (references other files)")
+    try:
+        info = _ffprobe(path, limits.timeout_s)
+    except ffmpeg.Error as exc:
+        raise _probe_failure(path, head, exc.stderr.decode("utf-8", "replace")) from exc
+    fmt = info.get("format", {})
+    format_name = str(fmt.get("format_name", ""))
+    if _is_referencing(format_name):  # unreachable while the allow-list holds; kept on purpose
+        raise MediaError("unsafe_container", f"container {format_name} references other files")
+    streams = info.get("streams", [])
+    # Cover art in audio files shows up as a one-picture "video" stream; it is not video.
+    video = next((s for s in streams if s.get("codec_type") == "video"
+                  and not (s.get("disposition") or {}).get("attached_pic")), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None:
+        raise MediaError("no_video_stream", f"{format_name} file without a video stream")
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width * height > limits.max_pixels:
+        raise MediaError("frame_too_large", f"{width}x{height} > {limits.max_pixels} pixels")
+    duration = _header_duration(info)
+    return MediaMeta(
+        format_name=format_name,
+        duration_s=duration,
+        fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
+        width=width,
+        height=height,
+        vcodec=video.get("codec_name"),
+        acodec=audio.get("codec_name") if audio else None,
+        has_video=True,
+        has_audio=audio is not None,
+        truncated_by_cap=duration > limits.max_duration_s,
+        video_index=int(video["index"]),
+        audio_index=int(audio["index"]) if audio else None,
+    )
+
+
+# ---- decoding ----------------------------------------------------------------------------------
+
+def _decode_args(path: Path, meta: MediaMeta, fps: float, size: tuple[int, int],
+                 sample_rate: int, limits: DecodeLimits, audio_fd: int | None) -> list[str]:
+    """One ffmpeg command: sampled, scaled rgb24 frames to stdout, f32le mono audio to a pipe fd."""
+    src = ffmpeg.input(
+        f"file:{path}",
+        protocol_whitelist="file",
+        # Only the demuxer probe() accepted: a file swapped after probing cannot become a playlist.
+        format_whitelist=meta.format_name,
+        t=limits.max_duration_s,
+    )
+    width, height = size
+    video = (src[str(meta.video_index)]
+             .filter("fps", fps=fps)
+             .filter("scale", width, height, flags="area"))
+    outputs = [ffmpeg.output(video, "pipe:1", format="rawvideo", pix_fmt="rgb24",
+                             **{"frames:v": limits.max_frames})]
+    if audio_fd is not None:
+        outputs.append(ffmpeg.output(src[str(meta.audio_index)], f"pipe:{audio_fd}",
+                                     format="f32le", ac=1, ar=sample_rate))
+    cmd, *rest = ffmpeg.merge_outputs(*outputs).compile(cmd="ffmpeg")
+    # ffmpeg-python appends global options after the outputs, where ffmpeg may ignore them.
+    return [cmd, "-nostdin", "-nostats", "-v", "error", *rest]
+
+
+def _drain(fileobj, sink: bytearray, limit: int | None = None) -> None:
+    """Read a pipe to EOF; beyond `limit` bytes keep only the tail (stderr)."""
+    with fileobj:
+        while chunk := fileobj.read(1 << 16):
+            sink += chunk
+            if limit is not None and len(sink) > 2 * limit:
+                del sink[:-limit]
+
+
+def _failure_reason(stderr: str) -> str:
+    # The header was fine (probe passed) but the payload ends early or is garbage.
+    if re.search(r"partial file|truncat|end of file|invalid data found|moov atom not found|"
+                 r"error while decoding|invalid nal|corrupt", stderr, re.IGNORECASE):
+        return "truncated"
+    return "decode_failed"
+
+
+def decode(path: str | os.PathLike, fps: float = 1.0, size: tuple[int, int] = (112, 112),
+           sample_rate: int = 22050, limits: DecodeLimits = DecodeLimits()) -> Decoded:
+    """Decode `path` once: frames sampled at `fps` and scaled to `size` (width, height), plus the
+    first audio stream as mono float32 at `sample_rate`. Bounded by `limits` in time, duration
+    (the rest is skipped and meta.truncated_by_cap set), frame count and frame size.
+    A file cut short that still yields frames is accepted with what could be decoded.
+    """
+    if fps <= 0 or sample_rate <= 0 or min(size) <= 0:
+        raise ValueError(f"bad decode parameters fps={fps} size={size} sample_rate={sample_rate}")
+    path = Path(path)
+    deadline = time.monotonic() + limits.timeout_s
+    meta = probe(path, limits)
+
+    audio_r, audio_w = os.pipe() if meta.has_audio else (None, None)
+    args = _decode_args(path, meta, fps, size, sample_rate, limits, audio_w)
+    bufs = {"video": bytearray(), "audio": bytearray(), "stderr": bytearray()}
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                pass_fds=(audio_w,) if audio_w is not None else ())
+    except OSError:
+        if audio_r is not None:
+            os.close(audio_r)
+        raise
+    finally:
+        if audio_w is not None:
+            os.close(audio_w)  # only ffmpeg holds the write end now, so we see EOF when it exits
+    pipes = [(proc.stdout, bufs["video"], None), (proc.stderr, bufs["stderr"], _STDERR_KEEP)]
+    if audio_r is not None:
+        pipes.append((os.fdopen(audio_r, "rb"), bufs["audio"], None))
+    # Both outputs must be read at once: ffmpeg blocks when either pipe is full.
+    readers = [threading.Thread(target=_drain, args=p, daemon=True) for p in pipes]
+    for t in readers:
+        t.start()
+    try:
+        returncode = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise MediaError("timeout", f"decode exceeded {limits.timeout_s:.0f}s on {path}") from None
+    finally:
+        for t in readers:
+            t.join(timeout=10)
+    stderr = bufs["stderr"].decode("utf-8", "replace").strip()
+
+    width, height = size
+    frame_bytes = width * height * 3
+    n_frames = min(len(bufs["video"]) // frame_bytes, limits.max_frames)
+    if n_frames == 0:
+        # ffmpeg can exit 0 on a cut-off file after logging "partial file", so read its stderr.
+        reason = _failure_reason(stderr)
+        raise MediaError(reason, f"no frames decoded (exit {returncode}): {stderr[-300:]}")
+    if returncode != 0:
+        log.warning("partial decode of %s (exit %s), kept %d frames: %s",
+                    path, returncode, n_frames, stderr[-300:])
+    video_buf = memoryview(bufs["video"])[: n_frames * frame_bytes]
+    frames = np.frombuffer(video_buf, dtype=np.uint8).reshape(n_frames, height, width, 3)
+    timestamps_ms = np.round(np.arange(n_frames) * 1000.0 / fps).astype(np.int64)
+    audio = None
+    if meta.has_audio:
+        audio_buf = memoryview(bufs["audio"])[: len(bufs["audio"]) // 4 * 4]
+        audio = np.nan_to_num(np.frombuffer(audio_buf, dtype=np.float32), copy=False)
+
+    if meta.duration_s <= 0:  # header had no duration (some webm): measure what was decoded
+        measured = len(audio) / sample_rate if audio is not None and len(audio) else n_frames / fps
+        meta = dataclasses.replace(
+            meta, duration_s=float(measured),
+            truncated_by_cap=measured >= limits.max_duration_s - 1.0 / fps)
+    return Decoded(frames=frames, timestamps_ms=timestamps_ms, audio=audio,
+                   sample_rate=sample_rate, meta=meta)

@@ -1,0 +1,46 @@
+"""All media features of one file from a single decode: the row body that the feature job stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobs.config import DecodeLimits
+
+from features.audio import audio_features
+from features.decode import decode
+from features.visual import thumbnail, visual_features
+
+# Stored with every feature row; bump it when any extractor's output changes, so the incremental
+# job decodes every video again instead of mixing old and new features.
+EXTRACTOR_VERSION = "1"
+THUMBNAIL_SIDE = 16
+
+
+def extract_media_features(path: Path, limits: DecodeLimits = DecodeLimits(),
+                           fps: float = 1.0) -> dict:
+    """Decode `path` once and return its metadata and feature vectors as plain Python values.
+
+    `audio` is None when the file has no (decodable) audio stream, never zeros, which would read
+    as silence; `has_audio` says the same.
+    Raises features.decode.MediaError for files that belong in quarantine.
+    """
+    decoded = decode(path, fps=fps, limits=limits)
+    meta = decoded.meta
+    audio = None
+    # An audio stream that yields no samples (broken track) is treated as absent, not as silence.
+    if decoded.audio is not None and decoded.audio.size:
+        audio = audio_features(decoded.audio, decoded.sample_rate).tolist()
+    return {
+        "duration_s": float(meta.duration_s),
+        "fps": float(meta.fps),
+        "width": int(meta.width),
+        "height": int(meta.height),
+        "vcodec": meta.vcodec,
+        "acodec": meta.acodec,
+        "has_video": bool(meta.has_video),
+        "has_audio": audio is not None,
+        "truncated_by_cap": bool(meta.truncated_by_cap),
+        "visual": visual_features(decoded.frames, fps=fps).tolist(),
+        "thumbnail": thumbnail(decoded.frames, side=THUMBNAIL_SIDE).tolist(),
+        "audio": audio,
+    }

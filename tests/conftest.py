@@ -1,0 +1,55 @@
+"""Shared fixtures: the project root, the real data in ../shared/data, one SparkSession, and
+the environment for running the project's CLIs and Airflow in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "spark: needs a local SparkSession")
+    config.addinivalue_line("markers", "slow: runs the whole pipeline (minutes)")
+    config.addinivalue_line("markers", "gpu: needs CUDA")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses: the venv's tools first, the project importable, offline."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "VREC_PYTHON": sys.executable,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    })
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["VREC_SPARK_LOCAL_DIR"] = str(tmp_path_factory.mktemp("spark-local"))
+    os.environ.setdefault("VREC_SHUFFLE_PARTITIONS", "2")
+    from jobs.spark import get_spark
+
+    session = get_spark("vrec-tests", master="local[2]")
+    yield session
+    session.stop()
