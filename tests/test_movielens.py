@@ -1,0 +1,34 @@
+"""MovieLens-100k end to end: import the real ratings, run the whole pipeline, one full list per user."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jobs import config
+from tests.conftest import PROJECT_ROOT, project_env
+from tests.serving_contract import check_serving_table
+
+pytestmark = pytest.mark.slow
+TOP_N = 10
+
+
+def test_movielens_100k_publishes_a_list_for_each_of_943_users(shared_data, tmp_path):
+    wh = config.Warehouse.at(tmp_path / "warehouse")
+    env = project_env()
+    subprocess.run([sys.executable, "-m", "jobs.import_dataset", "--format", "movielens-100k", "--source",
+                    str(shared_data / "movielens-100k"), "--warehouse", str(wh.root)],
+                   check=True, cwd=PROJECT_ROOT, env=env, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(wh.root),
+                           "--run-date", "2026-11-20", "--top-n", str(TOP_N), "--epochs", "3"],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counters = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counters["users_published"] == 943
+    assert counters["rows_published"] == 943 * TOP_N
+    assert counters["interactions_rejected"] == 0
+    lists = check_serving_table(wh, "2026-11-20", TOP_N)
+    assert lists.groupby("user_id").size().eq(TOP_N).all()
