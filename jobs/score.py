@@ -65,10 +65,8 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
         item_vectors = model.encode_items(torch.from_numpy(content_matrix(items, artifact.stats)),
                                           torch.from_numpy(train_item), torch.from_numpy(use_id))
         hist_items, hist_weights = last_histories(data, len(user_ids), cfg.history_len)
-        user_vectors = torch.cat([
-            model.user_vectors(torch.from_numpy(train_user[b:b + 4096]), item_vectors[torch.from_numpy(hist_items[b:b + 4096])],
-                               torch.from_numpy(hist_weights[b:b + 4096]))
-            for b in range(0, len(user_ids), 4096)])
+        user_vectors = model.encode_users(torch.from_numpy(train_user), torch.from_numpy(hist_items),
+                                          torch.from_numpy(hist_weights), item_vectors)
 
     indptr = np.r_[0, np.cumsum(np.bincount(data.user, minlength=len(user_ids)))]
     best_items, best_scores = blocked_top_n(user_vectors.numpy(), item_vectors.numpy(), indptr, data.item, top_n)

@@ -70,3 +70,11 @@ class TwoTower(nn.Module):
         user_emb = self.user_id(users.clamp_min(0)) * (users >= 0).unsqueeze(-1).to(pooled.dtype)
         mixed = self.user_mlp(torch.cat([pooled, user_emb], dim=-1))
         return F.normalize(pooled + mixed, dim=-1)
+
+    def encode_users(self, users: torch.Tensor, history_items: torch.Tensor, history_weights: torch.Tensor,
+                     item_vectors: torch.Tensor, block_size: int = 4096) -> torch.Tensor:
+        """User vectors for scoring, in blocks, from precomputed item vectors (no ID dropout)."""
+        return torch.cat([
+            self.user_vectors(users[b:b + block_size], item_vectors[history_items[b:b + block_size]],
+                              history_weights[b:b + block_size])
+            for b in range(0, len(users), block_size)])
