@@ -4,6 +4,7 @@ the environment for running the project's CLIs and Airflow in subprocesses."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def project_env(**extra: str) -> dict[str, str]:
     })
     env.update(extra)
     return env
+
+
+def _can_isolate_network() -> bool:
+    try:
+        return subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def offline(command: list[str]) -> list[str]:
+    """`command` in a network namespace with only loopback up, so any download would fail.
+
+    Where namespaces are not allowed (not root) the command runs as it is.
+    """
+    if not _can_isolate_network():
+        return command
+    return ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 
 from jobs import config
 from jobs.tables import read_table
-from tests.conftest import PROJECT_ROOT, project_env
+from tests.conftest import PROJECT_ROOT, offline, project_env
 from tests.serving_contract import check_serving_table
 
 pytestmark = pytest.mark.slow
@@ -45,8 +45,8 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
 
 
 def _run_nightly(wh: config.Warehouse, run_date: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(wh.root),
-                           "--run-date", run_date, "--top-n", str(TOP_N)],
+    done = subprocess.run(offline([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(wh.root),
+                                   "--run-date", run_date, "--top-n", str(TOP_N)]),
                           cwd=PROJECT_ROOT, env=project_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

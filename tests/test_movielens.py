@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from jobs import config
-from tests.conftest import PROJECT_ROOT, project_env
+from tests.conftest import PROJECT_ROOT, offline, project_env
 from tests.serving_contract import check_serving_table
 
 pytestmark = pytest.mark.slow
@@ -22,8 +22,9 @@ def test_movielens_100k_publishes_a_list_for_each_of_943_users(shared_data, tmp_
     subprocess.run([sys.executable, "-m", "jobs.import_dataset", "--format", "movielens-100k", "--source",
                     str(shared_data / "movielens-100k"), "--warehouse", str(wh.root)],
                    check=True, cwd=PROJECT_ROOT, env=env, capture_output=True)
-    done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(wh.root),
-                           "--run-date", "2026-11-20", "--top-n", str(TOP_N), "--epochs", "3"],
+    # With the network off: the text model, Spark and Delta must all work from what is installed.
+    done = subprocess.run(offline([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(wh.root),
+                                   "--run-date", "2026-11-20", "--top-n", str(TOP_N), "--epochs", "3"]),
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     counters = json.loads(done.stdout.strip().splitlines()[-1])
