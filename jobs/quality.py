@@ -58,9 +58,9 @@ def save_result(wh: config.Warehouse, run_date: str, result: SuiteResult) -> Non
     path.write_text(json.dumps(result.__dict__, indent=1, default=str))
 
 
-def _vector_ok(values: pd.Series, dim: int | None) -> pd.Series:
+def _vector_ok(values: pd.Series, dim: int) -> pd.Series:
     def ok(v) -> bool:
-        return v is not None and len(v) > 0 and (dim is None or len(v) == dim) and bool(np.isfinite(v).all())
+        return v is not None and len(v) == dim and bool(np.isfinite(v).all())
     return values.map(ok)
 
 
@@ -68,14 +68,20 @@ def feature_suite(features: pd.DataFrame, min_coverage: float) -> SuiteResult:
     """Types, ranges, finite vectors of the right length, and the share of videos with features."""
     import great_expectations.expectations as gxe
 
+    from features.audio import AUDIO_DIM
+    from features.extract import THUMBNAIL_SIDE
+    from features.text import TEXT_DIM
+    from features.visual import VISUAL_DIM
+
     with_media = features["uri"].notna()
     frame = pd.DataFrame({
         "video_id": features["video_id"],
         "extractor_version": features["extractor_version"],
         "duration_s": features["duration_s"].where(features["has_video"]),
-        "visual_ok": _vector_ok(features["visual"], None).where(features["has_video"], True),
-        "audio_ok": _vector_ok(features["audio"], None).where(features["has_audio"], True),
-        "text_ok": _vector_ok(features["text_embedding"], None).where(features["has_text"], True),
+        "visual_ok": _vector_ok(features["visual"], VISUAL_DIM).where(features["has_video"], True),
+        "thumbnail_ok": _vector_ok(features["thumbnail"], THUMBNAIL_SIDE ** 2 * 3).where(features["has_video"], True),
+        "audio_ok": _vector_ok(features["audio"], AUDIO_DIM).where(features["has_audio"], True),
+        "text_ok": _vector_ok(features["text_embedding"], TEXT_DIM).where(features["has_text"], True),
     })
     media_share = float(features.loc[with_media, "has_video"].mean()) if with_media.any() else 1.0
     coverage = pd.DataFrame({"media_coverage": [media_share], "text_coverage": [float(features["has_text"].mean())]})
@@ -84,7 +90,7 @@ def feature_suite(features: pd.DataFrame, min_coverage: float) -> SuiteResult:
         gxe.ExpectColumnValuesToBeUnique(column="video_id"),
         gxe.ExpectColumnValuesToNotBeNull(column="extractor_version"),
         gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, max_value=24 * 3600),
-        *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in ("visual_ok", "audio_ok", "text_ok")],
+        *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in ("visual_ok", "thumbnail_ok", "audio_ok", "text_ok")],
     ]
     result = run_suite("video_features", frame, expectations)
     coverage_result = run_suite("video_features_coverage", coverage, [
