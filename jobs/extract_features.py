@@ -108,6 +108,34 @@ def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bo
         yield pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
 
 
+def media_size_bins(videos, media_roots, partitions: int):
+    """Assign videos to `partitions` bins of about equal media bytes (largest first, to the lightest bin).
+
+    Decode time grows with file size, so equal bytes per partition keeps one huge file from
+    making one task the straggler of the stage. Files the driver cannot see count as zero bytes.
+    """
+    import heapq
+
+    import pandas as pd
+
+    from features.decode import MediaError, resolve_media
+
+    def size(uri) -> int:
+        try:
+            return resolve_media(uri, media_roots).stat().st_size if uri else 0
+        except (MediaError, OSError):
+            return 0
+
+    sizes = videos.assign(size=videos["uri"].map(size)).sort_values(["size", "video_id"], ascending=[False, True])
+    heap = [(0, b) for b in range(partitions)]
+    assignment = []
+    for video_id, nbytes in zip(sizes["video_id"], sizes["size"]):
+        load, b = heapq.heappop(heap)
+        assignment.append(b)
+        heapq.heappush(heap, (load + max(int(nbytes), 1), b))
+    return pd.DataFrame({"video_id": sizes["video_id"].to_numpy(), "media_bin": assignment})
+
+
 def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = False, fps: float = 1.0,
             limits: config.DecodeLimits | None = None, partitions: int | None = None) -> dict:
     from pyspark import StorageLevel
@@ -131,8 +159,10 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
 
     n_videos = catalog.count()
     partitions = partitions or max(1, min(n_videos // 16 + 1, spark.sparkContext.defaultParallelism * 4))
+    bins = media_size_bins(catalog.select("video_id", "uri").toPandas(), media_roots, partitions)
+    catalog = catalog.join(spark.createDataFrame(bins, "video_id string, media_bin int"), "video_id", "left")
     # Persisted so that the decode runs once, for both the counters and the table.
-    extracted = catalog.repartition(partitions, "video_id").mapInPandas(
+    extracted = catalog.repartitionByRange(partitions, "media_bin").drop("media_bin").mapInPandas(
         lambda batches: extract_partition(batches, media_roots, limits, fps, full_refresh), FEATURE_SCHEMA
     ).persist(StorageLevel.MEMORY_AND_DISK)
     statuses = {r["media_status"]: r["n"] for r in

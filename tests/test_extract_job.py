@@ -110,3 +110,16 @@ def test_second_run_decodes_nothing_and_repeats_the_verdicts(spark, batch):
     assert after["content_sha256"].equals(before["content_sha256"])
     as_lists = lambda column: column.map(lambda v: None if v is None else list(v))  # noqa: E731
     assert as_lists(after["visual"]).equals(as_lists(before["visual"]))
+
+
+def test_media_size_bins_balance_bytes_across_partitions(tmp_path):
+    from jobs.extract_features import media_size_bins
+
+    sizes = {"a": 900, "b": 500, "c": 400, "d": 300, "e": 200, "f": 100}
+    for name, nbytes in sizes.items():
+        (tmp_path / f"{name}.mp4").write_bytes(b"x" * nbytes)
+    videos = pd.DataFrame({"video_id": [*sizes, "nomedia"], "uri": [f"{n}.mp4" for n in sizes] + [None]})
+    bins = media_size_bins(videos, [tmp_path], partitions=2)
+    load = bins.assign(size=bins["video_id"].map(sizes).fillna(0)).groupby("media_bin")["size"].sum()
+    assert sorted(load) == [1200, 1200]
+    assert set(bins["video_id"]) == set(videos["video_id"])
