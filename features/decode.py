@@ -55,6 +55,12 @@ _CONTAINER_MAGIC = (
     (0, b"ID3"), (0, b"fLaC"),
 )
 _STDERR_KEEP = 64 * 1024  # ffmpeg can be chatty on broken input; keep only the tail
+# Video frames the decoder may skip. "noref" skips frames no other frame is predicted from (most
+# B-frames), about a fifth of the decode time; the 1-per-second sample then takes the nearest
+# decoded frame, at most a few frames (~0.1 s) off. On the 34 real clips every frame count stayed
+# the same and no visual feature moved by more than 0.006 (a thumbnail, one frame, can come from a
+# neighbouring frame). "default" decodes every frame.
+SKIP_FRAME = "noref"
 
 
 class MediaError(Exception):
@@ -287,6 +293,7 @@ def _decode_args(path: Path, meta: MediaMeta, fps: float, size: tuple[int, int],
         # Only the demuxer probe() accepted: a file swapped after probing cannot become a playlist.
         format_whitelist=meta.format_name,
         t=limits.max_duration_s,
+        **{"skip_frame:v": SKIP_FRAME},
     )
     width, height = size
     video = (src[str(meta.video_index)]
@@ -353,6 +360,10 @@ def decode(path: str | os.PathLike, fps: float = 1.0, size: tuple[int, int] = (1
     readers = [threading.Thread(target=_drain, args=p, daemon=True) for p in pipes]
     for t in readers:
         t.start()
+    # Wait for EOF on the pipes first (ffmpeg exiting closes them): Popen.wait(timeout=...) polls
+    # with sleeps growing to 50 ms, which costs ~25 ms per file, more than a short clip's features.
+    for t in readers:
+        t.join(timeout=max(deadline - time.monotonic(), 0.0))
     try:
         returncode = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:

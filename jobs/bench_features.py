@@ -7,13 +7,13 @@ the wall time of
 
 * extraction: `file_sha256` + `features.extract.extract_media_features(path, limits, fps=1.0)` per
   file (probe, one decode, visual and audio features; no text embedding), and
-* plain decode: `ffmpeg -nostdin -nostats -v error -i file:PATH -f null -` per file, the floor that
-  any feature extraction which looks at every second of the media has to pay,
+* plain decode: `ffmpeg -nostdin -nostats -v error -i file:PATH -f null -` per file, what merely
+  decoding every frame and sample of the file costs,
 
 each on ONE core and on ALL cores, takes the median of `--repeats` runs and reports seconds per
 minute of media and the ratio extraction / plain decode. The acceptance criterion is a one-core
-ratio of at most 1.2 (`--check` makes the exit status 1 when it is exceeded). Takes about two
-minutes on a 2-core machine with the default 3 repeats.
+ratio of at most 1.2 (`--check` makes the exit status 1 when it is exceeded). Takes about 2.5
+minutes on a 2-core machine with the default 3 repeats; run it on an otherwise idle machine.
 
 Fairness, the choices made:
 
@@ -22,14 +22,15 @@ Fairness, the choices made:
   inherits the mask. Both sides keep ffmpeg's default thread settings (the pipeline's exact
   command, nothing added for the benchmark); ffmpeg sizes its decoder and filter threads from the
   affinity mask (`av_cpu_count`), so on one pinned CPU "auto" means one thread on both sides,
-  which is the same as giving both `-threads 1 -filter_threads 1`.
+  which is the same as giving both `-threads 1 -filter_threads 1` (an ffmpeg started under a
+  one-CPU mask runs a single thread; unpinned on 2 CPUs it runs 8).
 * All cores: a pool of one worker per usable CPU (`os.sched_getaffinity`, i.e. `os.cpu_count()`
   on an unrestricted machine), each worker one file at a time, for both sides; again the default
   ffmpeg threads on both sides. Workers are started (`spawn`, like Spark's Python workers) and
   warmed up before the clock starts. Files go longest first on both sides so the pool's tail is
   short.
-* Both sides read the same files from a warm page cache; one untimed extraction warms up imports
-  and librosa's caches. Media minutes are the durations the extraction measured (capped at
+* Both sides read the same files from a warm page cache; one untimed extraction pass warms up
+  imports and librosa's caches. Media minutes are the durations the extraction measured (capped at
   `DecodeLimits.max_duration_s`, the part that is decoded).
 """
 
@@ -141,7 +142,8 @@ def media_files(media_dir: Path) -> list[Path]:
         if missing:
             raise FileNotFoundError(f"listed in {manifest} but missing: {', '.join(missing[:5])}")
         return files
-    return sorted(p for p in media_dir.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md"))
+    return sorted(p for p in media_dir.rglob("*")
+                  if p.is_file() and p.suffix not in (".tsv", ".md"))
 
 
 def _first_line(path: str, key: str) -> str:
@@ -163,7 +165,7 @@ def machine(cpus: set[int]) -> dict:
         "usable_cpus": len(cpus),
         "cpu_model": _first_line("/proc/cpuinfo", "model name"),
         "memory_gib": round(int(mem_kb[0]) / 2**20, 1) if mem_kb and mem_kb[0].isdigit() else None,
-        "ffmpeg": ffmpeg.splitlines()[0] if ffmpeg else "?",
+        "ffmpeg": ffmpeg.splitlines()[0].split(" Copyright")[0] if ffmpeg else "?",
         "python": platform.python_version(),
         "loadavg_at_start": os.getloadavg(),
     }
@@ -173,8 +175,9 @@ def _table(results: dict) -> str:
     lines = ["| mode | workers | plain decode s/media-min | extraction s/media-min | ratio |",
              "|---|---|---|---|---|"]
     for mode, r in results.items():
-        lines.append(f"| {mode} | {r['workers']} | {r['plain_s_per_media_min']:.3f} "
-                     f"| {r['extract_s_per_media_min']:.3f} | {r['ratio']:.2f} |")
+        lines.append(f"| {mode.replace('_', ' ')} | {r['workers']} "
+                     f"| {r['plain_s_per_media_min']:.3f} | {r['extract_s_per_media_min']:.3f} "
+                     f"| {r['ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--media-dir", type=Path, default=DEFAULT_MEDIA_DIR,
                         help=f"directory of clips (default: {DEFAULT_MEDIA_DIR})")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median counts")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per measurement; the median counts")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--check", action="store_true",
                         help=f"exit 1 when the one-core ratio is above {MAX_ONE_CORE_RATIO}")
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         paths = media_files(args.media_dir)
-    except (OSError, FileNotFoundError) as exc:
+    except OSError as exc:
         print(f"bench_features: {exc}", file=sys.stderr)
         return 2
     if not paths:
@@ -221,16 +225,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     files = sorted(durations, key=durations.get, reverse=True)
 
-    results = {"one core": _summarise(_bench_one_core(files, args.repeats))}
+    results = {"one_core": _summarise(_bench_one_core(files, args.repeats))}
     os.sched_setaffinity(0, all_cpus)
-    results["all cores"] = _summarise(
+    results["all_cores"] = _summarise(
         _bench_all_cores(files, args.repeats, len(all_cpus), warm_file=files[-1]))
     info["loadavg_at_end"] = os.getloadavg()
 
-    one_core_ratio = results["one core"]["ratio"]
+    one_core_ratio = results["one_core"]["ratio"]
     ok = one_core_ratio <= MAX_ONE_CORE_RATIO
+    media_min = results["one_core"]["media_s"] / 60
     print(f"Feature extraction vs plain ffmpeg decode: {len(files)} files, "
-          f"{results['one core']['media_s'] / 60:.2f} media minutes, median of {args.repeats} runs\n")
+          f"{media_min:.2f} media minutes, median of {args.repeats} runs\n")
     print(_table(results))
     print(f"\nmachine: {info['nproc']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, "
           f"{info['ffmpeg']}, load average {info['loadavg_at_start'][0]:.2f} at start, "
