@@ -22,11 +22,12 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install system-deps venv airflow-init demo-data demo test test-quick show clean
+.PHONY: help install system-deps venv airflow-init demo-data demo test test-quick bench bench-features show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
 	@echo "make test   - install and run the whole test suite"
+	@echo "make bench  - install and run the benchmarks (results in docs/bench/); run on an idle machine"
 
 install: system-deps venv
 
@@ -67,6 +68,17 @@ test: install
 
 test-quick: install
 	$(PY) -m pytest -q -m "not slow" tests
+
+# Benchmarks: one target per part, each writing docs/bench/<part>.json; `bench` runs them all.
+# Add a part (training, scoring) as another bench-<part> target and list it after `bench:`.
+BENCH_DIR := $(CURDIR)/docs/bench
+
+bench: bench-features
+
+# Feature extraction vs a plain `ffmpeg -f null` decode of ../shared/data/media, on one core and on
+# all cores (~3 min on 2 cores); exits 1 when the one-core ratio is above 1.2, after writing the JSON.
+bench-features: install
+	$(PY) -m jobs.bench_features --out $(BENCH_DIR)/features.json --check
 
 clean:
 	rm -rf warehouse .airflow .pytest_cache

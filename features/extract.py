@@ -10,23 +10,27 @@ from jobs.config import DecodeLimits
 
 from features.audio import audio_features
 from features.decode import decode
+from features.frame_encoder import frame_embedding
 from features.visual import thumbnail, visual_features
 
 # Stored with every feature row; bump it when any extractor's output changes, so the incremental
 # job decodes every video again instead of mixing old and new features.
 EXTRACTOR_VERSION = "2"  # 2: video decoded with skip_frame=noref (decode.SKIP_FRAME)
 THUMBNAIL_SIDE = 16
+FRAME_SIZE = (112, 112)  # (width, height) of the sampled frames every extractor reads
 
 
 def extract_media_features(path: Path, limits: DecodeLimits = DecodeLimits(),
-                           fps: float = 1.0) -> dict:
+                           fps: float = 1.0, frame_encoder=None) -> dict:
     """Decode `path` once and return its metadata and feature vectors as plain Python values.
 
     `audio` is None when the file has no (decodable) audio stream, never zeros, which would read
-    as silence; `has_audio` says the same.
+    as silence; `has_audio` says the same. `frame_encoder`, a loaded TorchScript module (or any
+    callable on a float NCHW tensor), gets the same decoded frames; `frame_embedding` is its
+    mean-pooled output, None without an encoder.
     Raises features.decode.MediaError for files that belong in quarantine.
     """
-    decoded = decode(path, fps=fps, limits=limits)
+    decoded = decode(path, fps=fps, size=FRAME_SIZE, limits=limits)
     meta = decoded.meta
     # The jobs run one file per core, so BLAS/OpenMP threads here only contend with the other
     # workers (idle OpenBLAS threads spin): with them, 2 workers on 2 cores took ~15% longer.
@@ -37,6 +41,8 @@ def extract_media_features(path: Path, limits: DecodeLimits = DecodeLimits(),
             audio = audio_features(decoded.audio, decoded.sample_rate).tolist()
         visual = visual_features(decoded.frames, fps=fps).tolist()
         thumb = thumbnail(decoded.frames, side=THUMBNAIL_SIDE).tolist()
+        embedding = (frame_embedding(decoded.frames, frame_encoder).tolist()
+                     if frame_encoder is not None else None)
     return {
         "duration_s": float(meta.duration_s),
         "fps": float(meta.fps),
@@ -50,4 +56,5 @@ def extract_media_features(path: Path, limits: DecodeLimits = DecodeLimits(),
         "visual": visual,
         "thumbnail": thumb,
         "audio": audio,
+        "frame_embedding": embedding,
     }

@@ -48,8 +48,16 @@ DEFAULT_TOP_N = int(_env("TOP_N", "20"))
 DEFAULT_MAX_BAD_ROW_SHARE = float(_env("MAX_BAD_ROW_SHARE", "0.2"))
 # The feature suite fails the run when fewer videos than this share have usable features.
 DEFAULT_MIN_FEATURE_COVERAGE = float(_env("MIN_FEATURE_COVERAGE", "0.5"))
+# The gate: tonight's model is not published when its held-out NDCG@10 falls more than this share
+# below the production model's (measured on its own night). Night-to-night noise on a small
+# evaluation slice is a few percent; a broken model loses most of it.
+DEFAULT_GATE_TOLERANCE = float(_env("GATE_TOLERANCE", "0.25"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 DEFAULT_SEED = int(_env("SEED", "7"))
+# An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float
+# (n, 3, H, W) frames in [0, 1] to one output per frame. Empty: no `frame_embedding` column values.
+# The file's SHA-256 is stored with each feature row; a different file re-extracts every video.
+DEFAULT_FRAME_ENCODER = _env("FRAME_ENCODER", "") or None
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,10 @@ class Warehouse:
     @property
     def candidate_lists(self) -> Path:
         return self.table("candidate_lists")
+
+    @property
+    def model_metrics(self) -> Path:
+        return self.table("model_metrics")
 
     @property
     def recommendations(self) -> Path:

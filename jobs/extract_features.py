@@ -1,11 +1,13 @@
 """Extract features: decode each video once and write the `video_features` and `media_quarantine` tables.
 
     python -m jobs.extract_features --warehouse DIR --run-date YYYY-MM-DD [--full-refresh] [--fps 1.0]
+        [--frame-encoder PATH]
 
 Runs over catalog partitions with `mapInPandas`. Incremental: a video's media is decoded again only
-when its content hash or the extractor version changes, and its text is embedded again only when
-the text changes; everything else is carried over from the previous table. A file that cannot be
-used becomes a quarantine row with a reason code and keeps its text features.
+when its content hash, the extractor version or the frame encoder (the SHA-256 of the optional
+TorchScript file, jobs/frame_encoder.py) changes, and its text is embedded again only when the text
+changes; everything else is carried over from the previous table. A file that cannot be used
+becomes a quarantine row with a reason code and keeps its text features.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import sys
 from dataclasses import replace
 
 from jobs import config
+from jobs.frame_encoder import FrameEncoderSpec, check_frame_encoder, worker_frame_encoder
 from jobs.stage import StageError, base_parser, run_stage, write_counters
 from jobs.tables import restore_interrupted_swap, write_spark_table
 
 STAGE = "extract_features"
 
-# Media columns carried over unchanged when a video's bytes and the extractor are unchanged.
+# Media columns carried over unchanged when a video's bytes, the extractor and the frame encoder are
+# unchanged.
 MEDIA_COLUMNS = ("content_sha256", "extractor_version", "duration_s", "fps", "width", "height", "vcodec",
                  "acodec", "has_video", "has_audio", "truncated_by_cap", "visual", "thumbnail", "audio",
-                 "media_status", "quarantine_reason", "quarantine_detail")
+                 "frame_embedding", "frame_encoder_sha256", "media_status", "quarantine_reason",
+                 "quarantine_detail")
 TEXT_COLUMNS = ("has_text", "text_embedding")
 
 FEATURE_SCHEMA = """
@@ -32,9 +37,11 @@ FEATURE_SCHEMA = """
     content_sha256 string, extractor_version string, duration_s double, fps double,
     width int, height int, vcodec string, acodec string, has_video boolean, has_audio boolean,
     truncated_by_cap boolean, visual array<float>, thumbnail array<float>, audio array<float>,
+    frame_embedding array<float>, frame_encoder_sha256 string,
     media_status string, quarantine_reason string, quarantine_detail string,
     has_text boolean, text_embedding array<float>
 """
+FEATURE_FIELDS = dict(field.split() for field in FEATURE_SCHEMA.split(","))  # name -> Spark type
 # Quarantine reasons worth another try next night even when the bytes are unchanged.
 RETRY_REASONS = {"timeout"}
 
@@ -57,12 +64,21 @@ def text_embedder():
     return _text_embedder
 
 
-def _media_row(row, media_roots, limits, fps: float, full_refresh: bool) -> dict:
+def _text_or_none(value) -> str | None:
+    """A string column value from pandas: None and NaN (a missing value) are both None."""
+    return value if isinstance(value, str) and value else None
+
+
+def _media_row(row, media_roots, limits, fps: float, full_refresh: bool,
+               encoder: FrameEncoderSpec | None = None) -> dict:
     """Decode one video (or decide to reuse last night's result): the media half of its row."""
     from features.decode import MediaError, file_sha256, resolve_media
     from features.extract import EXTRACTOR_VERSION, extract_media_features
+    from features.frame_encoder import FrameEncoderError
 
-    empty = {"has_video": False, "has_audio": False, "extractor_version": EXTRACTOR_VERSION}
+    encoder_sha = encoder.sha256 if encoder else None
+    empty = {"has_video": False, "has_audio": False, "extractor_version": EXTRACTOR_VERSION,
+             "frame_encoder_sha256": encoder_sha}
     if not row.uri:
         return {**empty, "media_status": "no_media"}
     try:
@@ -71,25 +87,33 @@ def _media_row(row, media_roots, limits, fps: float, full_refresh: bool) -> dict
     except MediaError as err:
         return {**empty, "media_status": "quarantined", "quarantine_reason": err.reason,
                 "quarantine_detail": err.detail}
+    # Rows written before the frame encoder existed have no encoder hash: valid while none is set.
     unchanged = (sha == row.prev_content_sha256 and row.prev_extractor_version == EXTRACTOR_VERSION
+                 and _text_or_none(row.prev_frame_encoder_sha256) == encoder_sha
                  and row.prev_quarantine_reason not in RETRY_REASONS)
     if unchanged and not full_refresh:
         return {"content_sha256": sha, "media_status": "reused"}
     try:
-        media = extract_media_features(path, limits, fps=fps)
+        media = extract_media_features(path, limits, fps=fps,
+                                       frame_encoder=worker_frame_encoder(encoder) if encoder else None)
     except MediaError as err:
         return {**empty, "content_sha256": sha, "media_status": "quarantined",
                 "quarantine_reason": err.reason, "quarantine_detail": err.detail}
-    return {**media, "content_sha256": sha, "extractor_version": EXTRACTOR_VERSION, "media_status": "decoded"}
+    except FrameEncoderError as err:  # the encoder, not the media: stop the stage, name both
+        raise RuntimeError(f"frame encoder {encoder.path} failed on video {row.video_id!r} ({path}): "
+                           f"{err}") from err
+    return {**media, "content_sha256": sha, "extractor_version": EXTRACTOR_VERSION,
+            "frame_encoder_sha256": encoder_sha, "media_status": "decoded"}
 
 
-def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bool):
+def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bool,
+                      encoder: FrameEncoderSpec | None = None):
     """mapInPandas body: one output row per catalog row of the partition."""
     import pandas as pd
 
     from features.text import video_text
 
-    columns = [c.split()[0] for c in FEATURE_SCHEMA.replace(",", "\n").split("\n") if c.strip()]
+    columns = list(FEATURE_FIELDS)
     for batch in batches:
         rows = []
         for row in batch.itertuples(index=False):
@@ -98,7 +122,7 @@ def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bo
             out = {"video_id": row.video_id, "uri": row.uri, "text_sha256": text_hash,
                    "text_reused": text_hash == row.prev_text_sha256 and not full_refresh,
                    "has_text": bool(text.strip()), "_text": text}
-            out.update(_media_row(row, media_roots, limits, fps, full_refresh))
+            out.update(_media_row(row, media_roots, limits, fps, full_refresh, encoder))
             rows.append(out)
         to_embed = [r for r in rows if not r["text_reused"]]
         if to_embed:
@@ -136,8 +160,19 @@ def media_size_bins(videos, media_roots, partitions: int):
     return pd.DataFrame({"video_id": sizes["video_id"].to_numpy(), "media_bin": assignment})
 
 
+def _previous_columns(previous, names) -> list:
+    """`prev_<name>` for each column of the previous table; null for columns it predates."""
+    from pyspark.sql import functions as F
+
+    present = set(previous.columns)
+    return [(F.col(c) if c in present else F.lit(None).cast(FEATURE_FIELDS.get(c, "string"))).alias(f"prev_{c}")
+            for c in names]
+
+
 def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = False, fps: float = 1.0,
-            limits: config.DecodeLimits | None = None, partitions: int | None = None) -> dict:
+            limits: config.DecodeLimits | None = None, partitions: int | None = None,
+            frame_encoder: str | None = config.DEFAULT_FRAME_ENCODER) -> dict:
+    """Run the stage; `frame_encoder` is a TorchScript file path, or None/empty for none."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -146,13 +181,16 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
     restore_interrupted_swap(wh.video_features)
     limits = limits or config.DecodeLimits()
     media_roots = wh.media_roots()
+    # Checked before any decode: a bad encoder file is one clear error, not a failure per video.
+    encoder = check_frame_encoder(frame_encoder, STAGE) if frame_encoder else None
     catalog = spark.read.parquet(str(wh.catalog))
 
-    prev_names = ("content_sha256", "extractor_version", "text_sha256", "quarantine_reason")
+    prev_names = ("content_sha256", "extractor_version", "frame_encoder_sha256", "text_sha256",
+                  "quarantine_reason")
     if wh.video_features.exists():
         previous = spark.read.parquet(str(wh.video_features))
-        catalog = catalog.join(
-            previous.select("video_id", *[F.col(c).alias(f"prev_{c}") for c in prev_names]), "video_id", "left")
+        catalog = catalog.join(previous.select("video_id", *_previous_columns(previous, prev_names)),
+                               "video_id", "left")
     else:
         previous = None
         catalog = catalog.select("*", *[F.lit(None).cast("string").alias(f"prev_{c}") for c in prev_names])
@@ -163,13 +201,13 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
     catalog = catalog.join(spark.createDataFrame(bins, "video_id string, media_bin int"), "video_id", "left")
     # Persisted so that the decode runs once, for both the counters and the table.
     extracted = catalog.repartitionByRange(partitions, "media_bin").drop("media_bin").mapInPandas(
-        lambda batches: extract_partition(batches, media_roots, limits, fps, full_refresh), FEATURE_SCHEMA
+        lambda batches: extract_partition(batches, media_roots, limits, fps, full_refresh, encoder), FEATURE_SCHEMA
     ).persist(StorageLevel.MEMORY_AND_DISK)
     statuses = {r["media_status"]: r["n"] for r in
                 extracted.groupBy("media_status").agg(F.count("*").alias("n")).collect()}
 
     if previous is not None:
-        prev = previous.select("video_id", *[F.col(c).alias(f"prev_{c}") for c in MEDIA_COLUMNS + TEXT_COLUMNS])
+        prev = previous.select("video_id", *_previous_columns(previous, MEDIA_COLUMNS + TEXT_COLUMNS))
         joined = extracted.join(prev, "video_id", "left")
         media_reused = F.col("media_status") == "reused"
         carried = [F.when(media_reused, F.col(f"prev_{c}")).otherwise(F.col(c)).alias(c) for c in MEDIA_COLUMNS]
@@ -199,6 +237,8 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
         "videos_with_text": written.where("has_text").count(),
         "quarantine_reasons": reasons,
         "extractor_version": _extractor_version(),
+        "frame_encoder": None if encoder is None else
+        {"path": encoder.path, "sha256": encoder.sha256, "dim": encoder.dim},
     }
     write_counters(wh, run_date, STAGE, counters)
     return counters
@@ -216,13 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
     parser.add_argument("--decode-timeout-s", type=float, default=config.DecodeLimits.timeout_s)
     parser.add_argument("--max-duration-s", type=float, default=config.DecodeLimits.max_duration_s)
+    parser.add_argument("--frame-encoder", metavar="PATH", default=config.DEFAULT_FRAME_ENCODER,
+                        help="TorchScript frame encoder whose mean-pooled output becomes the "
+                             "frame_embedding column ('' for none; default: $VREC_FRAME_ENCODER)")
     args = parser.parse_args(argv)
 
     def body() -> dict:
         from jobs.spark import get_spark
         limits = replace(config.DecodeLimits(), timeout_s=args.decode_timeout_s, max_duration_s=args.max_duration_s)
         return extract(get_spark("vrec-extract-features"), config.Warehouse.at(args.warehouse), args.run_date,
-                       full_refresh=args.full_refresh, fps=args.fps, limits=limits)
+                       full_refresh=args.full_refresh, fps=args.fps, limits=limits,
+                       frame_encoder=args.frame_encoder or None)
 
     return run_stage(STAGE, body)
 

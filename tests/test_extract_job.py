@@ -1,21 +1,30 @@
 """The feature job over one batch of good and broken media: each broken file ends as a quarantine
 row with its reason code, every other video of the batch gets complete features, and a second run
-decodes nothing."""
+decodes nothing. Then the optional frame encoder: rows written before it existed stay valid, a new
+or changed encoder file extracts again and fills `frame_embedding`, a bad file is one StageError."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections import namedtuple
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from jobs import config
-from jobs.extract_features import extract
+from features.decode import decode
+from features.extract import EXTRACTOR_VERSION, FRAME_SIZE
+from jobs.extract_features import _media_row, extract
+from jobs.frame_encoder import check_frame_encoder
 from jobs.ingest import ingest
-from jobs.tables import read_table
-from tests.test_features import cut_in_half, make_clip
+from jobs.stage import StageError
+from jobs.tables import read_table, write_arrow_table
+from tests.test_features import channel_mean_encoder, cut_in_half, make_clip, script
 
 pytestmark = pytest.mark.spark
 RUN_DATE = "2026-11-20"
@@ -110,6 +119,108 @@ def test_second_run_decodes_nothing_and_repeats_the_verdicts(spark, batch):
     assert after["content_sha256"].equals(before["content_sha256"])
     as_lists = lambda column: column.map(lambda v: None if v is None else list(v))  # noqa: E731
     assert as_lists(after["visual"]).equals(as_lists(before["visual"]))
+
+
+# ---- the optional frame encoder ----------------------------------------------------------------
+
+GOOD = ["good_h264", "good_webm", "good_hevc", "long"]
+
+
+def test_rows_from_before_the_frame_encoder_stay_valid(spark, batch):
+    wh, _ = batch
+    old = read_table(wh.video_features)
+    write_arrow_table(old.drop_columns(["frame_embedding", "frame_encoder_sha256"]), wh.video_features,
+                      "2026-11-22")
+    counters = extract(spark, wh, "2026-11-22", limits=LIMITS, frame_encoder=None)
+    assert counters["videos_decoded"] == 0 and counters["videos_skipped"] == 4 + 6
+    assert counters["frame_encoder"] is None
+    features = read_table(wh.video_features).to_pandas()
+    assert features["frame_embedding"].isna().all() and features["frame_encoder_sha256"].isna().all()
+
+
+def test_a_new_or_changed_frame_encoder_extracts_again(spark, batch, tmp_path):
+    wh, uris = batch
+    encoder_file = tmp_path / "encoder.pt"
+    channel_mean_encoder().save(str(encoder_file))
+    sha = hashlib.sha256(encoder_file.read_bytes()).hexdigest()
+
+    counters = extract(spark, wh, "2026-11-23", limits=LIMITS, frame_encoder=str(encoder_file))
+    assert counters["videos_decoded"] == 4 and counters["videos_skipped"] == 0
+    assert counters["frame_encoder"] == {"path": str(encoder_file), "sha256": sha, "dim": 3}
+    features = read_table(wh.video_features).to_pandas().set_index("video_id")
+    for video_id in GOOD:
+        frames = decode(wh.landing_media / uris[video_id], size=FRAME_SIZE, limits=LIMITS).frames
+        expected = frames.reshape(-1, 3).mean(axis=0) / 255.0  # channel means of the sampled frames
+        assert np.allclose(features.loc[video_id, "frame_embedding"], expected, rtol=0, atol=1e-6), video_id
+    others = features.drop(index=GOOD)
+    assert others["frame_embedding"].isna().all()          # quarantined or without media
+    hashed = features["content_sha256"].notna()
+    assert (features.loc[hashed, "frame_encoder_sha256"] == sha).all()
+    quarantine = read_table(wh.media_quarantine / "2026-11-23").to_pandas()
+    assert dict(zip(quarantine["video_id"], quarantine["reason"])) == EXPECTED_REASONS
+
+    assert extract(spark, wh, "2026-11-24", limits=LIMITS,
+                   frame_encoder=str(encoder_file))["videos_decoded"] == 0
+
+    # Another module at the same path: the file's hash, not its name, decides.
+    import torch
+
+    class ChannelMax(torch.nn.Module):
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            return frames.amax(dim=(2, 3))
+
+    script(ChannelMax()).save(str(encoder_file))
+    counters = extract(spark, wh, "2026-11-25", limits=LIMITS, frame_encoder=str(encoder_file))
+    assert counters["videos_decoded"] == 4
+    features = read_table(wh.video_features).to_pandas().set_index("video_id")
+    assert np.allclose(features.loc["good_h264", "frame_embedding"],
+                       decode(wh.landing_media / uris["good_h264"], size=FRAME_SIZE, limits=LIMITS)
+                       .frames.reshape(-1, 3).max(axis=0) / 255.0, rtol=0, atol=1e-6)
+
+
+def test_frame_encoder_problems_stop_the_stage_naming_the_file(spark, batch, tmp_path):
+    wh, _ = batch
+    missing = tmp_path / "nowhere.pt"
+    with pytest.raises(StageError, match=f"frame encoder {missing} does not exist"):
+        extract(spark, wh, "2026-11-26", limits=LIMITS, frame_encoder=str(missing))
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a TorchScript archive" * 10)
+    with pytest.raises(StageError, match=f"frame encoder {garbage} cannot be loaded"):
+        check_frame_encoder(garbage, "extract_features")
+
+    import torch
+
+    class PooledAlready(torch.nn.Module):
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            return frames.mean(dim=(0, 2, 3))
+
+    pooled = tmp_path / "pooled.pt"
+    script(PooledAlready()).save(str(pooled))
+    with pytest.raises(StageError, match=f"frame encoder {pooled} fails on float"):
+        check_frame_encoder(pooled, "extract_features")
+
+
+def test_reuse_decision_takes_the_frame_encoder_into_account(tmp_path):
+    from features.decode import file_sha256
+
+    clip = make_clip(tmp_path / "clip.mp4", video=SMALL, seconds=1)
+    encoder_file = tmp_path / "encoder.pt"
+    channel_mean_encoder().save(str(encoder_file))
+    spec = check_frame_encoder(encoder_file, "extract_features")
+    Row = namedtuple("Row", "video_id uri prev_content_sha256 prev_extractor_version "
+                            "prev_frame_encoder_sha256 prev_quarantine_reason")
+
+    def status(prev_encoder, encoder) -> str:
+        row = Row("v", clip.name, file_sha256(clip), EXTRACTOR_VERSION, prev_encoder, None)
+        return _media_row(row, [tmp_path], LIMITS, 1.0, False, encoder)["media_status"]
+
+    assert status(None, None) == "reused"
+    assert status(float("nan"), None) == "reused"    # a table from before the encoder (pandas NaN)
+    assert status(spec.sha256, spec) == "reused"
+    assert status(None, spec) == "decoded"           # an encoder is added
+    assert status(spec.sha256, None) == "decoded"    # ... or removed
+    assert status("0" * 64, spec) == "decoded"       # ... or changed
 
 
 def test_media_size_bins_balance_bytes_across_partitions(tmp_path):

@@ -13,6 +13,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from features.audio import (AUDIO_DIM, AUDIO_NAMES, MFCC_SEQUENCE_SLICE, audio_f
                             mfcc_sequence)
 from features.decode import MediaError, decode, file_sha256, probe, resolve_media
 from features.extract import EXTRACTOR_VERSION, extract_media_features
+from features.frame_encoder import FrameEncoderError, frame_embedding
 from features.text import TEXT_DIM, TextEmbedder, video_text
 from features.visual import VISUAL_DIM, VISUAL_NAMES, thumbnail, visual_features
 from jobs.config import DecodeLimits
@@ -380,12 +382,14 @@ def test_mfcc_sequence_shape_and_place_in_vector():
 def test_extract_media_features_row(clips):
     row = extract_media_features(clips["testsrc"], DecodeLimits(), fps=1.0)
     assert set(row) == {"duration_s", "fps", "width", "height", "vcodec", "acodec", "has_video",
-                        "has_audio", "truncated_by_cap", "visual", "thumbnail", "audio"}
+                        "has_audio", "truncated_by_cap", "visual", "thumbnail", "audio",
+                        "frame_embedding"}
     assert (row["width"], row["height"], row["vcodec"], row["acodec"]) == (160, 120, "h264", "aac")
     assert row["has_video"] is True and row["has_audio"] is True
     assert len(row["visual"]) == VISUAL_DIM and len(row["thumbnail"]) == 16 * 16 * 3
     assert len(row["audio"]) == AUDIO_DIM and all(isinstance(x, float) for x in row["audio"])
     assert isinstance(EXTRACTOR_VERSION, str) and EXTRACTOR_VERSION
+    assert row["frame_embedding"] is None  # no encoder given
 
 
 def test_real_media_clips():
@@ -411,6 +415,84 @@ def test_real_media_clips():
             assert f["duration_s"] == pytest.approx(expected, abs=0.05), label
         else:  # no duration in the header (moviepy/no_duration.webm): measured from the decode
             assert f["duration_s"] > 0, label
+
+
+# ---- frame encoder ---------------------------------------------------------------------------
+
+def channel_mean_encoder():
+    """A tiny TorchScript frame encoder: each frame's mean R, G and B, so (n, 3, H, W) -> (n, 3)."""
+    import torch
+
+    class ChannelMean(torch.nn.Module):
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            return frames.mean(dim=(2, 3))
+
+    return script(ChannelMean())
+
+
+def script(module):
+    """torch.jit.script, quietly: torch 2.13 deprecates it, but TorchScript files are what
+    deployments hand the feature job (and what torch.jit.load reads)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(module)
+
+
+def white_then_black_clip(path: Path) -> Path:
+    """5 s: white for 2.5 s, then black; sampled at 1 fps that is 3 white and 2 black frames."""
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=white:size=64x48:rate=25:d=2.5[a];color=c=black:size=64x48:rate=25:d=2.5[b];"
+                    "[a][b]concat=n=2:v=1:a=0", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def test_frame_encoder_pools_channel_means_exactly():
+    frames = np.zeros((2, 4, 6, 3), dtype=np.uint8)
+    frames[0] = (255, 0, 51)
+    frames[1] = (0, 255, 102)
+    frames.setflags(write=False)  # decoded frames can be read-only; the encoder must cope
+    embedding = frame_embedding(frames, channel_mean_encoder())
+    assert embedding.dtype == np.float32 and embedding.shape == (3,)
+    assert np.allclose(embedding, [0.5, 0.5, 0.3], rtol=0, atol=1e-7)
+
+
+def test_frame_encoder_pools_over_batches_like_one_batch():
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8)
+    expected = frames.reshape(-1, 3).mean(axis=0) / 255.0  # equal-sized frames: mean of means
+    for batch_size in (1, 2, 64):
+        assert np.allclose(frame_embedding(frames, channel_mean_encoder(), batch_size=batch_size),
+                           expected, rtol=0, atol=1e-6)
+
+
+def test_frame_encoder_output_must_be_one_row_per_frame():
+    import torch
+
+    class PooledAlready(torch.nn.Module):
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            return frames.mean(dim=(0, 2, 3))  # (3,): one vector for the batch, not per frame
+
+    with pytest.raises(FrameEncoderError, match="one output per frame"):
+        frame_embedding(np.zeros((4, 8, 8, 3), dtype=np.uint8), script(PooledAlready()))
+
+
+def test_frame_encoder_on_the_single_decode_of_a_clip(tmp_path, monkeypatch):
+    clip = white_then_black_clip(tmp_path / "white_black.mp4")
+    frames = decode(clip, size=(112, 112)).frames
+    assert len(frames) == 5
+    calls = []
+    real_decode = decode_module.decode
+    monkeypatch.setattr("features.extract.decode",
+                        lambda *a, **kw: calls.append(a) or real_decode(*a, **kw))
+    row = extract_media_features(clip, DecodeLimits(), frame_encoder=channel_mean_encoder())
+    assert len(calls) == 1  # one decode feeds the visual features and the encoder
+    embedding = np.array(row["frame_embedding"])
+    # 3 white frames of 5: 0.6 in every channel, less the little that limited-range YUV loses
+    # (ffmpeg gives white back as 253); exactly the mean of the decoded pixels.
+    assert np.allclose(embedding, frames.reshape(-1, 3).mean(axis=0) / 255.0, rtol=0, atol=1e-6)
+    assert np.allclose(embedding, [0.6, 0.6, 0.6], atol=0.01)
 
 
 # ---- text --------------------------------------------------------------------------------------
