@@ -9,7 +9,8 @@ lists per user out.
 | `ingest` | Spark: landing catalog and interactions -> tables; bad rows set aside with a reason |
 | `extract_features` | Spark: one ffmpeg decode per new or changed video -> visual, MFCC and text features |
 | `validate_features` | Great Expectations suite over the feature table (types, ranges, coverage) |
-| `train` | the fused two-tower model (torch; `gpu` pool, CUDA when the worker has it) |
+| `train` | the fused two-tower model and its LightGBM re-ranker (torch; `gpu` pool, CUDA when the worker has it) |
+| `evaluate` | tonight's model against most-popular, item-kNN, ALS and BPR on held-out interactions; metrics table, HTML report, and the gate: a model clearly worse than production is not published |
 | `score` | top-N per user, seen videos excluded, cold videos from content |
 | `publish` | lists validated, then one Delta commit that replaces the previous night's |
 | `report` | the run's counters as one JSON line |
@@ -102,8 +103,9 @@ with DAG(
     validate_features = python_stage("validate_features")
     train = python_stage("train", pool=os.environ.get("VREC_GPU_POOL", "gpu"),
                          queue=os.environ.get("VREC_GPU_QUEUE", "gpu"))
+    evaluate = python_stage("evaluate")
     score = python_stage("score", '--top-n "$VREC_TOP_N"')
     publish = python_stage("publish", '--top-n "$VREC_TOP_N"')
     report = python_stage("report")
 
-    ingest >> extract_features >> validate_features >> train >> score >> publish >> report
+    ingest >> extract_features >> validate_features >> train >> evaluate >> score >> publish >> report

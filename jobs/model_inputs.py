@@ -37,5 +37,9 @@ def index_interactions(interactions: pd.DataFrame, video_ids: np.ndarray,
     user = pd.Index(user_ids).get_indexer(interactions[config.USER_ID])
     keep = (item >= 0) & (user >= 0)
     order = np.lexsort((np.arange(keep.sum()), user[keep]))  # stable by user, keeps time order
+    # Seconds since the epoch whatever unit the column was stored in (Spark writes microseconds).
+    ts = (pd.to_datetime(interactions[config.TS], utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    ts = ts.to_numpy(np.float64)
     return IndexedInteractions(user=user[keep][order].astype(np.int64), item=item[keep][order].astype(np.int64),
-                               weight=interactions["weight"].to_numpy(np.float32)[keep][order])
+                               weight=interactions["weight"].to_numpy(np.float32)[keep][order],
+                               ts=ts[keep][order])

@@ -22,6 +22,7 @@ from jobs.stage import StageError, base_parser
 
 def _stages(args, wh: config.Warehouse):
     """(name, callable) for each stage, in order; Spark starts only when a Spark stage needs it."""
+    from jobs.evaluate import evaluate_run
     from jobs.extract_features import extract
     from jobs.ingest import ingest
     from jobs.publish import publish
@@ -37,6 +38,7 @@ def _stages(args, wh: config.Warehouse):
                                              full_refresh=args.full_refresh, limits=limits)),
         ("validate_features", lambda: validate_features(wh, args.run_date, args.min_coverage)),
         ("train", lambda: train(wh, args.run_date, epochs=args.epochs, seed=args.seed)),
+        ("evaluate", lambda: evaluate_run(wh, args.run_date, tolerance=args.gate_tolerance, seed=args.seed)),
         ("score", lambda: score(wh, args.run_date, top_n=args.top_n, model_version=args.model_version)),
         ("publish", lambda: publish(wh, args.run_date, top_n=args.top_n)),
     ]
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-version", default=None, help="score with this model")
     parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE)
     parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE)
+    parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
+                        help="largest relative drop in held-out NDCG@10 against production that still publishes")
     parser.add_argument("--decode-timeout-s", type=float, default=config.DecodeLimits.timeout_s)
     args = parser.parse_args(argv)
     if args.skip_training and not args.model_version:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.report import run_summary
 
     for name, run in _stages(args, wh):
-        if name == "train" and args.skip_training:
+        if name in ("train", "evaluate") and args.skip_training:
             continue
         started = time.perf_counter()
         try:

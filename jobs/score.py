@@ -33,12 +33,13 @@ def resolve_model_version(wh: config.Warehouse, run_date: str, pinned: str | Non
 
 def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TOP_N,
           model_version: str | None = None) -> dict:
-    import torch
-
     from models.artifact import SchemaMismatch, load_artifact
     from models.content import content_matrix, fit_content_stats
+    from models.evaluation import seen_csr
+    from models.fit import ranker_context
+    from models.ranker import CANDIDATE_OFFSET, Reranked
+    from models.scoring import encode
     from models.topn import top_n as blocked_top_n
-    from models.training import last_histories
 
     if top_n < 1:
         raise StageError(STAGE, f"top_n must be at least 1, got {top_n}")
@@ -54,22 +55,22 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     interactions = load_interactions(wh)
     user_ids = np.sort(interactions[config.USER_ID].unique()).astype(object)
     data = index_interactions(interactions, video_ids, user_ids)
-    model = artifact.model
-    cfg = model.cfg
+    content = content_matrix(items, artifact.stats)
 
     # Items and users the model was trained on use their ID embeddings; new ones stand on content.
-    train_item = _lookup(artifact.video_ids, video_ids)
-    use_id = (train_item >= 0) & artifact.warm[np.maximum(train_item, 0)]
-    train_user = _lookup(artifact.user_ids, user_ids)
-    with torch.inference_mode():
-        item_vectors = model.encode_items(torch.from_numpy(content_matrix(items, artifact.stats)),
-                                          torch.from_numpy(train_item), torch.from_numpy(use_id))
-        hist_items, hist_weights = last_histories(data, len(user_ids), cfg.history_len)
-        user_vectors = model.encode_users(torch.from_numpy(train_user), torch.from_numpy(hist_items),
-                                          torch.from_numpy(hist_weights), item_vectors)
-
-    indptr = np.r_[0, np.cumsum(np.bincount(data.user, minlength=len(user_ids)))]
-    best_items, best_scores = blocked_top_n(user_vectors.numpy(), item_vectors.numpy(), indptr, data.item, top_n)
+    model_item = _lookup(artifact.video_ids, video_ids)
+    use_id = (model_item >= 0) & artifact.warm[np.maximum(model_item, 0)]
+    vectors = encode(artifact.model, content, data, len(user_ids), model_item=model_item,
+                     model_user=_lookup(artifact.user_ids, user_ids), use_id=use_id)
+    scorer = vectors
+    if artifact.ranker is not None:
+        # Every published row comes from the re-ranked candidates, so scores fall with rank.
+        scorer = Reranked(vectors, artifact.ranker, ranker_context(data, content, len(user_ids)),
+                          candidates=max(artifact.metadata.get("candidates", 200), top_n))
+    indptr, seen = seen_csr(data, len(user_ids))
+    best_items, best_scores = blocked_top_n(scorer, len(user_ids), indptr, seen, top_n)
+    if artifact.ranker is not None:
+        best_scores = np.where(best_scores >= CANDIDATE_OFFSET / 2, best_scores - CANDIDATE_OFFSET, best_scores)
 
     valid = best_items >= 0
     users_col = np.repeat(user_ids, valid.sum(axis=1))
@@ -83,7 +84,8 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     })
     write_arrow_table(table, wh.candidate_lists / run_date, run_date)
     counters = {"model_version": version, "users_scored": len(user_ids), "videos_scored": len(video_ids),
-                "cold_videos": int((~use_id).sum()), "rows": table.num_rows, "top_n": top_n}
+                "cold_videos": int((~use_id).sum()), "rows": table.num_rows, "top_n": top_n,
+                "reranked": artifact.ranker is not None}
     write_counters(wh, run_date, STAGE, counters)
     return counters
 

@@ -1,10 +1,12 @@
-"""Train: fit the fused two-tower model on the interactions and save a versioned artifact.
+"""Train: fit the fused two-tower model and its re-ranker, measure them, save a versioned artifact.
 
-    python -m jobs.train --warehouse DIR --run-date YYYY-MM-DD [--epochs 8] [--seed 7]
+    python -m jobs.train --warehouse DIR --run-date YYYY-MM-DD [--epochs 8] [--fine-tune-epochs 2] [--seed 7]
 
 Uses `cuda` when the node has a GPU (the DAG routes this task to the `gpu` pool), CPU otherwise.
-The artifact goes to `tables/models/<model_version>/`; the version is recorded in the run's counters
-for the scoring stage.
+Each user's most recent interaction is held out to measure the model (see `models.fit`); the
+published model is then fine-tuned on everything. The artifact goes to
+`tables/models/<model_version>/` with its evaluation; the version is recorded in the run's counters
+for the evaluate and score stages.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from jobs.stage import StageError, base_parser, run_stage, write_counters
 STAGE = "train"
 
 
-def train(wh: config.Warehouse, run_date: str, *, epochs: int = 8, seed: int = config.DEFAULT_SEED,
-          batch_size: int = 512) -> dict:
+def train(wh: config.Warehouse, run_date: str, *, epochs: int = 8, fine_tune_epochs: int = 2,
+          seed: int = config.DEFAULT_SEED, batch_size: int = 512) -> dict:
     from models.artifact import save_artifact
     from models.content import content_matrix, fit_content_stats
-    from models.training import train_two_tower
+    from models.fit import FitSettings, fit_and_evaluate
 
     if not wh.interactions.exists():
         raise StageError(STAGE, f"no interactions table at {wh.interactions}; run ingest first")
@@ -38,26 +40,33 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = 8, seed: int = c
 
     stats = fit_content_stats(items)
     content = content_matrix(items, stats)
-    model, metrics = train_two_tower(content, data, len(user_ids), epochs=epochs, seed=seed,
-                                     batch_size=batch_size, log=lambda line: print(line, file=sys.stderr))
+    settings = FitSettings(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, seed=seed)
+    result = fit_and_evaluate(content, data, len(user_ids), settings, log=lambda line: print(line, file=sys.stderr))
     warm = np.bincount(data.item, minlength=len(video_ids)) > 0
-    version = save_artifact(wh.models, run_date, model, stats, video_ids, warm, user_ids,
-                            {"training": metrics, "seed": seed})
+    method = "two_tower_ranker" if result.ranker is not None else "two_tower"
+    version = save_artifact(wh.models, run_date, result.model, stats, video_ids, warm, user_ids,
+                            {"training": result.training, "evaluation": result.evaluation,
+                             "published_method": method, "candidates": settings.candidates, "seed": seed},
+                            ranker=result.ranker)
+    held_out = result.evaluation.get(method, {})
     counters = {"model_version": version, "users": len(user_ids), "videos": len(video_ids),
-                "warm_videos": int(warm.sum()), **{k: v for k, v in metrics.items() if k != "epoch_losses"},
-                "final_loss": metrics["epoch_losses"][-1] if metrics["epoch_losses"] else None}
+                "warm_videos": int(warm.sum()), "published_method": method,
+                "ndcg@10": held_out.get("ndcg@10"), "hr@10": held_out.get("hr@10"),
+                **{k: v for k, v in result.training.items() if k != "epoch_losses"}}
     write_counters(wh, run_date, STAGE, counters)
     return counters
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=8, help="epochs of the first training")
+    parser.add_argument("--fine-tune-epochs", type=int, default=2, help="epochs of each fine-tuning")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
     args = parser.parse_args(argv)
     return run_stage(STAGE, lambda: train(config.Warehouse.at(args.warehouse), args.run_date,
-                                          epochs=args.epochs, seed=args.seed, batch_size=args.batch_size))
+                                          epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+                                          seed=args.seed, batch_size=args.batch_size))
 
 
 if __name__ == "__main__":

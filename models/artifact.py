@@ -2,7 +2,8 @@
 
     <warehouse>/tables/models/<model_version>/
         model.pt        the two-tower weights (state_dict)
-        model.json      tower config, content statistics, feature schema, training metrics
+        model.json      tower config, content statistics, feature schema, training and evaluation metrics
+        ranker.txt      the LightGBM re-ranker, when it improved on the tower alone
         items.parquet   video_id per item index, and whether the item had interactions (warm)
         users.parquet   user_id per user index
 
@@ -40,6 +41,7 @@ class ModelArtifact:
     warm: np.ndarray
     user_ids: np.ndarray
     metadata: dict
+    ranker: object | None = None   # a lightgbm.Booster
 
     def check_schema(self, current: ContentStats) -> None:
         expected, found = self.stats.dims, current.dims
@@ -50,7 +52,7 @@ class ModelArtifact:
 
 
 def save_artifact(models_dir: Path, run_date: str, model: TwoTower, stats: ContentStats, video_ids: np.ndarray,
-                  warm: np.ndarray, user_ids: np.ndarray, metadata: dict) -> str:
+                  warm: np.ndarray, user_ids: np.ndarray, metadata: dict, ranker=None) -> str:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     weights = buffer.getvalue()
@@ -61,6 +63,8 @@ def save_artifact(models_dir: Path, run_date: str, model: TwoTower, stats: Conte
     pq.write_table(pa.table({"video_id": pa.array(video_ids, pa.string()), "warm": pa.array(warm)}),
                    target / "items.parquet")
     pq.write_table(pa.table({"user_id": pa.array(user_ids, pa.string())}), target / "users.parquet")
+    if ranker is not None:
+        (target / "ranker.txt").write_text(ranker.booster_.model_to_string())
     document = {"model_version": version, "run_date": run_date, "tower": model.cfg.to_dict(),
                 "content_stats": stats.to_dict(), "feature_schema": stats.dims, **metadata}
     # model.json is written last: a directory without it is an unfinished save and is never loaded.
@@ -80,6 +84,10 @@ def load_artifact(models_dir: Path, version: str) -> ModelArtifact:
     model.eval()
     items = pq.read_table(source / "items.parquet")
     users = pq.read_table(source / "users.parquet")
+    ranker = None
+    if (source / "ranker.txt").exists():
+        import lightgbm as lgb
+        ranker = lgb.Booster(model_str=(source / "ranker.txt").read_text())
     return ModelArtifact(version, model, stats, np.asarray(items["video_id"].to_pylist(), object),
                          np.asarray(items["warm"].to_pylist(), bool),
-                         np.asarray(users["user_id"].to_pylist(), object), document)
+                         np.asarray(users["user_id"].to_pylist(), object), document, ranker)

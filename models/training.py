@@ -8,6 +8,7 @@ deterministic on CPU; the same code runs on `cuda`, with mixed precision, when a
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -26,9 +27,13 @@ class IndexedInteractions:
     user: np.ndarray    # int64 user index
     item: np.ndarray    # int64 item index
     weight: np.ndarray  # float32 event weight
+    ts: np.ndarray      # float64 Unix seconds
 
     def __len__(self) -> int:
         return len(self.user)
+
+    def subset(self, mask: np.ndarray) -> "IndexedInteractions":
+        return IndexedInteractions(self.user[mask], self.item[mask], self.weight[mask], self.ts[mask])
 
 
 def histories(data: IndexedInteractions, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,14 +78,37 @@ def pick_device() -> torch.device:
 def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int, *, epochs: int = 8,
                     batch_size: int = 512, lr: float = 2e-3, weight_decay: float = 1e-5, seed: int = 7,
                     cfg_overrides: dict | None = None, device: torch.device | None = None,
-                    log=print) -> tuple[TwoTower, dict]:
-    """Fit the model on all of `data`; returns the model (on CPU, eval mode) and training metrics."""
+                    init: TwoTower | None = None, log=print) -> tuple[TwoTower, dict]:
+    """Fit the model on all of `data`; returns the model (on CPU, eval mode) and training metrics.
+
+    With `init`, training continues from a copy of that model (fine-tuning on newer data).
+    """
     device = device or pick_device()
+    # Embedding and gather backward passes add gradients in thread order on CPU unless told not to;
+    # deterministic kernels make the same data and seed give bit-identical weights (and version).
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(device.type == "cpu" or was_deterministic)
+    try:
+        return _train(content, data, n_users, epochs=epochs, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, seed=seed, cfg_overrides=cfg_overrides, device=device,
+                      init=init, log=log)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train(content: np.ndarray, data: IndexedInteractions, n_users: int, *, epochs: int, batch_size: int,
+           lr: float, weight_decay: float, seed: int, cfg_overrides: dict | None, device: torch.device,
+           init: TwoTower | None, log) -> tuple[TwoTower, dict]:
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
-    cfg = TowerConfig(n_items=content.shape[0], n_users=n_users, content_dim=content.shape[1],
-                      **(cfg_overrides or {}))
-    model = TwoTower(cfg, torch.from_numpy(content)).to(device)
+    if init is None:
+        cfg = TowerConfig(n_items=content.shape[0], n_users=n_users, content_dim=content.shape[1],
+                          **(cfg_overrides or {}))
+        model = TwoTower(cfg, torch.from_numpy(content))
+    else:
+        cfg = init.cfg
+        model = copy.deepcopy(init)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -109,7 +137,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
             seen += len(batch)
         epoch_losses.append(total / max(seen, 1))
         log(f"epoch {epoch + 1}/{epochs}: loss {epoch_losses[-1]:.4f}")

@@ -62,5 +62,5 @@ def test_nightly_dag_wiring_and_params():
     assert dag["dag_id"] == "video_recs_nightly"
     assert {"warehouse", "top_n"} <= set(dag["params"])
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
-    assert [t["id"] for t in dag["tasks"]] == ["ingest", "extract_features", "validate_features", "train",
+    assert [t["id"] for t in dag["tasks"]] == ["ingest", "extract_features", "validate_features", "train", "evaluate",
                                                "score", "publish", "report"]

@@ -15,7 +15,7 @@ def test_blocked_top_n_matches_brute_force_and_excludes_seen():
     users, items = rng.normal(size=(37, 8)).astype(np.float32), rng.normal(size=(50, 8)).astype(np.float32)
     seen = [list(rng.choice(50, size=rng.integers(0, 10), replace=False)) for _ in range(37)]
     indptr, seen_items = _csr(seen)
-    got_items, got_scores = top_n(users, items, indptr, seen_items, n=5, block_size=8)
+    got_items, got_scores = top_n(lambda u: users[u] @ items.T, 37, indptr, seen_items, n=5, block_size=8)
     scores = users @ items.T
     for u in range(37):
         scores[u, seen[u]] = -np.inf
@@ -26,6 +26,6 @@ def test_blocked_top_n_matches_brute_force_and_excludes_seen():
 
 def test_fewer_eligible_videos_than_n_leaves_an_empty_tail():
     users, items = np.ones((1, 2), np.float32), np.array([[1, 0], [0, 1], [2, 2]], np.float32)
-    got_items, got_scores = top_n(users, items, np.array([0, 1]), np.array([2]), n=5)
+    got_items, got_scores = top_n(lambda u: users[u] @ items.T, 1, np.array([0, 1]), np.array([2]), n=5)
     assert list(got_items[0]) == [0, 1, -1, -1, -1] or list(got_items[0]) == [1, 0, -1, -1, -1]
     assert np.isneginf(got_scores[0, 2:]).all()

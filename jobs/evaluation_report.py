@@ -1,0 +1,87 @@
+"""The evaluation report: one self-contained HTML page per run, plots embedded as PNG.
+
+Shows tonight's model against the baselines on the held-out slice (overall and on cold-start
+videos), the gate's verdict, and the history of the published model's metrics across runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import pandas as pd
+
+SHOWN_METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr", "coverage@10",
+                 "cold_hr@10", "cold_ndcg@10", "users", "cold_users")
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _comparison_plot(tonight: pd.DataFrame) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    wide = tonight.pivot(index="method", columns="metric", values="value")
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, metric in zip(axes, ("ndcg@10", "hr@10")):
+        values = wide[metric].sort_values() if metric in wide else pd.Series(dtype=float)
+        colours = ["tab:orange" if m.startswith("two_tower") else "tab:grey" for m in values.index]
+        ax.barh(values.index, values.to_numpy(), color=colours)
+        ax.set_title(metric)
+    figure.tight_layout()
+    try:
+        return _png(figure)
+    finally:
+        plt.close(figure)
+
+
+def _history_plot(history: pd.DataFrame) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(10, 3.4))
+    for method, rows in history[history["metric"] == "ndcg@10"].groupby("method"):
+        rows = rows.sort_values("run_date")
+        ax.plot(rows["run_date"].astype(str), rows["value"], marker="o", label=method,
+                linewidth=2.5 if method == "published" else 1.0)
+    ax.set_title("NDCG@10 by run")
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", rotation=30)
+    figure.tight_layout()
+    try:
+        return _png(figure)
+    finally:
+        plt.close(figure)
+
+
+def render(run_date: str, model_version: str, tonight: pd.DataFrame, history: pd.DataFrame,
+           verdict: str, training: dict) -> str:
+    """The page. `tonight`/`history`: rows of (run_date, method, metric, value)."""
+    wide = tonight.pivot(index="method", columns="metric", values="value")
+    wide = wide[[m for m in SHOWN_METRICS if m in wide.columns]]
+    published = history.loc[history["is_published"]].assign(method="published")
+    baselines = history.loc[~history["method"].str.startswith("two_tower")]
+    facts = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in training.items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Evaluation {html.escape(run_date)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
+<h1>Evaluation of {html.escape(model_version)}</h1>
+<p>Run date {html.escape(run_date)}. Leave-last-out: each user's most recent interaction is held out;
+every method ranks the whole catalog with the user's other videos excluded.</p>
+<p><b>Gate:</b> {html.escape(verdict)}</p>
+<h2>Tonight, held-out slice</h2>
+{wide.to_html(float_format=lambda v: f"{v:.4f}")}
+{_comparison_plot(tonight)}
+<h2>History</h2>
+{_history_plot(pd.concat([published, baselines]))}
+<h2>Training</h2><ul>{facts}</ul>
+</body></html>
+"""

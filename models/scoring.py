@@ -1,0 +1,50 @@
+"""User and item vectors of a trained two-tower model, for evaluation, re-ranking and top-N.
+
+Items the model was trained on with interactions use their ID embeddings; every other item (new
+since training, or never interacted with) stands on its content alone. Users are encoded from
+their most recent videos in `data`, so a model scores tonight's histories, not the ones it saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.training import IndexedInteractions, last_histories
+from models.two_tower import TwoTower
+
+
+@dataclass
+class TowerVectors:
+    users: np.ndarray   # (n_users, dim) unit vectors
+    items: np.ndarray   # (n_items, dim) unit vectors
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        """Cosine scores of `users` against every item: the evaluation `Scorer` protocol."""
+        return self.users[users] @ self.items.T
+
+
+def encode(model: TwoTower, content: np.ndarray, data: IndexedInteractions, n_users: int, *,
+           model_item: np.ndarray | None = None, model_user: np.ndarray | None = None,
+           use_id: np.ndarray | None = None) -> TowerVectors:
+    """Vectors for every item of `content` and every user index below `n_users`.
+
+    `model_item`/`model_user` map tonight's indices to the model's (-1: unknown to the model);
+    by default they are the same. `use_id` defaults to the items with interactions in `data`.
+    """
+    n_items = content.shape[0]
+    model_item = np.arange(n_items) if model_item is None else model_item
+    model_user = np.arange(n_users) if model_user is None else model_user
+    if use_id is None:
+        use_id = np.bincount(data.item, minlength=n_items) > 0
+    use_id = use_id & (model_item >= 0)
+    model.eval()
+    with torch.inference_mode():
+        items = model.encode_items(torch.from_numpy(content), torch.from_numpy(model_item),
+                                   torch.from_numpy(use_id))
+        hist_items, hist_weights = last_histories(data, n_users, model.cfg.history_len)
+        users = model.encode_users(torch.from_numpy(model_user), torch.from_numpy(hist_items),
+                                   torch.from_numpy(hist_weights), items)
+    return TowerVectors(users.numpy(), items.numpy())
