@@ -52,6 +52,8 @@ DEFAULT_MIN_FEATURE_COVERAGE = float(_env("MIN_FEATURE_COVERAGE", "0.5"))
 # below the production model's (measured on its own night). Night-to-night noise on a small
 # evaluation slice is a few percent; a broken model loses most of it.
 DEFAULT_GATE_TOLERANCE = float(_env("GATE_TOLERANCE", "0.25"))
+# Most epochs of the first training; early stopping on a validation slice usually ends it sooner.
+DEFAULT_EPOCHS = int(_env("EPOCHS", "12"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 DEFAULT_SEED = int(_env("SEED", "7"))
 # An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float

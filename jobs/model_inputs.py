@@ -9,7 +9,8 @@ from jobs import config
 from jobs.tables import read_table
 from models.training import IndexedInteractions
 
-FEATURE_COLUMNS = ["video_id", "has_text", "has_video", "has_audio", "text_embedding", "visual", "audio"]
+FEATURE_COLUMNS = ["video_id", "has_text", "has_video", "has_audio", "text_embedding", "visual", "thumbnail",
+                   "audio"]
 
 
 def load_items(wh: config.Warehouse) -> pd.DataFrame:

@@ -47,7 +47,8 @@ def _stages(args, wh: config.Warehouse):
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS,
+                        help="most epochs of the first training (early stopping may end it sooner)")
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
     parser.add_argument("--full-refresh", action="store_true", help="decode every video again")
     parser.add_argument("--skip-training", action="store_true", help="score with --model-version instead")

@@ -1,6 +1,6 @@
 """Train: fit the fused two-tower model and its re-ranker, measure them, save a versioned artifact.
 
-    python -m jobs.train --warehouse DIR --run-date YYYY-MM-DD [--epochs 8] [--fine-tune-epochs 2] [--seed 7]
+    python -m jobs.train --warehouse DIR --run-date YYYY-MM-DD [--epochs 12] [--fine-tune-epochs 2] [--seed 7]
 
 Uses `cuda` when the node has a GPU (the DAG routes this task to the `gpu` pool), CPU otherwise.
 Each user's most recent interaction is held out to measure the model (see `models.fit`); the
@@ -22,7 +22,7 @@ from jobs.stage import StageError, base_parser, run_stage, write_counters
 STAGE = "train"
 
 
-def train(wh: config.Warehouse, run_date: str, *, epochs: int = 8, fine_tune_epochs: int = 2,
+def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_EPOCHS, fine_tune_epochs: int = 2,
           seed: int = config.DEFAULT_SEED, batch_size: int = 512) -> dict:
     from models.artifact import save_artifact
     from models.content import content_matrix, fit_content_stats
@@ -40,7 +40,8 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = 8, fine_tune_epo
 
     stats = fit_content_stats(items)
     content = content_matrix(items, stats)
-    settings = FitSettings(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, seed=seed)
+    settings = FitSettings(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, seed=seed,
+                           cfg_overrides=stats.branch_layout())
     result = fit_and_evaluate(content, data, len(user_ids), settings, log=lambda line: print(line, file=sys.stderr))
     warm = np.bincount(data.item, minlength=len(video_ids)) > 0
     method = "two_tower_ranker" if result.ranker is not None else "two_tower"
@@ -59,7 +60,8 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = 8, fine_tune_epo
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8, help="epochs of the first training")
+    parser.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS,
+                        help="most epochs of the first training (early stopping may end it sooner)")
     parser.add_argument("--fine-tune-epochs", type=int, default=2, help="epochs of each fine-tuning")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.audio import AUDIO_DIM, MFCC_SEQUENCE_SLICE, MFCC_STEPS, N_MFCC
+
 # (feature-table column, presence-flag column) for each content block, in matrix order.
-CONTENT_BLOCKS = (("text_embedding", "has_text"), ("visual", "has_video"), ("audio", "has_audio"))
+CONTENT_BLOCKS = (("text_embedding", "has_text"), ("visual", "has_video"), ("thumbnail", "has_video"),
+                  ("audio", "has_audio"))
 
 
 @dataclass
@@ -38,6 +41,23 @@ class ContentStats:
     @property
     def width(self) -> int:
         return sum(self.dims.values()) + len(self.dims)
+
+    def offset(self, block: str) -> int:
+        """Where `block` starts in a content-matrix row."""
+        names = [column for column, _ in CONTENT_BLOCKS]
+        return sum(self.dims[name] for name in names[:names.index(block)])
+
+    def branch_layout(self) -> dict[str, int]:
+        """Where the model's learned branches find their inputs in a row: the thumbnail as an RGB
+        image and the MFCC sequence as a (steps, coefficients) grid (absent blocks: no branch)."""
+        layout = {}
+        side = int(round((self.dims.get("thumbnail", 0) / 3) ** 0.5))
+        if side and 3 * side * side == self.dims["thumbnail"]:
+            layout.update(thumbnail_offset=self.offset("thumbnail"), thumbnail_side=side)
+        if self.dims.get("audio") == AUDIO_DIM:
+            layout.update(mfcc_offset=self.offset("audio") + MFCC_SEQUENCE_SLICE.start,
+                          mfcc_steps=MFCC_STEPS, n_mfcc=N_MFCC)
+        return layout
 
 
 def _stack(values: pd.Series, present: np.ndarray, dim: int) -> np.ndarray:

@@ -28,7 +28,8 @@ from models.two_tower import TwoTower
 
 @dataclass
 class FitSettings:
-    epochs: int = 8
+    epochs: int = 12            # at most: early stopping usually ends sooner
+    patience: int = 2
     fine_tune_epochs: int = 2
     batch_size: int = 512
     candidates: int = 200
@@ -62,8 +63,12 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
     common = dict(batch_size=settings.batch_size, seed=settings.seed, log=log)
 
     log(f"tower on {len(ranker_slice.train)} interactions (all but each user's last two)")
+    # Early stopping on the second-to-last interactions, the slice the re-ranker then learns from.
+    validate = lambda model: evaluate(encode(model, content, ranker_slice.train, n_users),  # noqa: E731
+                                      ranker_slice, n_users, n_items).get("ndcg@10", 0.0)
     tower, first = train_two_tower(content, ranker_slice.train, n_users, epochs=settings.epochs,
-                                   cfg_overrides=settings.cfg_overrides, **common)
+                                   cfg_overrides=settings.cfg_overrides, validate=validate,
+                                   patience=settings.patience, **common)
     ranker, ranker_stats = fit_ranker(encode(tower, content, ranker_slice.train, n_users),
                                       ranker_context(ranker_slice.train, content, n_users),
                                       ranker_slice.users, ranker_slice.items,
@@ -85,11 +90,12 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
     log(f"fine-tuning on all {len(data)} interactions for the published lists")
     tower, third = train_two_tower(content, data, n_users, epochs=settings.fine_tune_epochs, init=tower, **common)
     seconds = first["train_seconds"] + second["train_seconds"] + third["train_seconds"]
-    examples = (len(ranker_slice.train) * settings.epochs
+    examples = (len(ranker_slice.train) * first["epochs"]
                 + (len(evaluation_slice.train) + len(data)) * settings.fine_tune_epochs)
     training = {"device": first["device"], "train_seconds": round(seconds, 3),
                 "examples_per_second": round(examples / max(seconds, 1e-9), 1),
-                "epochs": settings.epochs, "fine_tune_epochs": settings.fine_tune_epochs,
+                "epochs": first["epochs"], "best_epoch": first.get("best_epoch"),
+                "validation_ndcg@10": first.get("validation"), "fine_tune_epochs": settings.fine_tune_epochs,
                 "epoch_losses": first["epoch_losses"] + second["epoch_losses"] + third["epoch_losses"],
                 "train_examples": len(data), "ranker_used": ranker is not None, **ranker_stats}
     return FitResult(tower, ranker, evaluation, training)

@@ -12,6 +12,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -78,27 +79,19 @@ def pick_device() -> torch.device:
 def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int, *, epochs: int = 8,
                     batch_size: int = 512, lr: float = 2e-3, weight_decay: float = 1e-5, seed: int = 7,
                     cfg_overrides: dict | None = None, device: torch.device | None = None,
-                    init: TwoTower | None = None, log=print) -> tuple[TwoTower, dict]:
+                    init: TwoTower | None = None, validate: Callable[[TwoTower], float] | None = None,
+                    patience: int = 2, log=print) -> tuple[TwoTower, dict]:
     """Fit the model on all of `data`; returns the model (on CPU, eval mode) and training metrics.
 
-    With `init`, training continues from a copy of that model (fine-tuning on newer data).
+    With `init`, training continues from a copy of that model (fine-tuning on newer data). With
+    `validate` (model -> score, higher is better), training stops once `patience` epochs in a row
+    have not improved the score, and the best epoch's weights are kept.
     """
     device = device or pick_device()
     # Embedding and gather backward passes add gradients in thread order on CPU unless told not to;
     # deterministic kernels make the same data and seed give bit-identical weights (and version).
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu" or was_deterministic)
-    try:
-        return _train(content, data, n_users, epochs=epochs, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, seed=seed, cfg_overrides=cfg_overrides, device=device,
-                      init=init, log=log)
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
-
-
-def _train(content: np.ndarray, data: IndexedInteractions, n_users: int, *, epochs: int, batch_size: int,
-           lr: float, weight_decay: float, seed: int, cfg_overrides: dict | None, device: torch.device,
-           init: TwoTower | None, log) -> tuple[TwoTower, dict]:
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     if init is None:
@@ -110,8 +103,8 @@ def _train(content: np.ndarray, data: IndexedInteractions, n_users: int, *, epoc
         model = copy.deepcopy(init)
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # bfloat16 autocast on GPUs: same exponent range as float32, so no loss scaling is needed.
     use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     hist_items, hist_weights = histories(data, cfg.history_len)
     counts = np.bincount(data.item, minlength=cfg.n_items).astype(np.float64)
@@ -122,30 +115,46 @@ def _train(content: np.ndarray, data: IndexedInteractions, n_users: int, *, epoc
                 ("hist_items", hist_items), ("hist_weights", hist_weights))}
 
     started = time.perf_counter()
-    epoch_losses = []
-    model.train()
-    for epoch in range(epochs):
-        order = torch.from_numpy(generator.permutation(len(data))).to(device)
-        total, seen = 0.0, 0
-        for begin in range(0, len(order), batch_size):
-            batch = order[begin: begin + batch_size]
-            if len(batch) < 2:
-                continue
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = _batch_loss(model, {k: v[batch] for k, v in tensors.items()}, warm, log_q, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += float(loss.detach()) * len(batch)
-            seen += len(batch)
-        epoch_losses.append(total / max(seen, 1))
-        log(f"epoch {epoch + 1}/{epochs}: loss {epoch_losses[-1]:.4f}")
+    epoch_losses, scores, best_state = [], [], None
+    try:
+        for epoch in range(epochs):
+            model.train()
+            order = torch.from_numpy(generator.permutation(len(data))).to(device)
+            total, seen = 0.0, 0
+            for begin in range(0, len(order), batch_size):
+                batch = order[begin: begin + batch_size]
+                if len(batch) < 2:
+                    continue
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = _batch_loss(model, {k: v[batch] for k, v in tensors.items()}, warm, log_q, cfg)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(batch)
+                seen += len(batch)
+            epoch_losses.append(total / max(seen, 1))
+            line = f"epoch {epoch + 1}/{epochs}: loss {epoch_losses[-1]:.4f}"
+            if validate is not None:
+                model.eval()
+                scores.append(validate(model))
+                line += f", validation {scores[-1]:.4f}"
+                if scores[-1] >= max(scores):
+                    best_state = copy.deepcopy(model.state_dict())
+            log(line)
+            if scores and len(scores) - 1 - int(np.argmax(scores)) >= patience:
+                break
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
     seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
-    metrics = {"epochs": epochs, "train_examples": len(data), "train_seconds": round(seconds, 3),
-               "examples_per_second": round(len(data) * epochs / max(seconds, 1e-9), 1),
+    ran = len(epoch_losses)
+    metrics = {"epochs": ran, "train_examples": len(data), "train_seconds": round(seconds, 3),
+               "examples_per_second": round(len(data) * ran / max(seconds, 1e-9), 1),
                "epoch_losses": [round(x, 5) for x in epoch_losses], "device": device.type}
+    if scores:
+        metrics.update(best_epoch=int(np.argmax(scores)) + 1, validation=[round(x, 5) for x in scores])
     return model.cpu(), metrics
 
 

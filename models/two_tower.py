@@ -1,7 +1,7 @@
 """The fused two-tower model.
 
-Item tower: an MLP over the item's content (text, visual and audio features) plus an ID embedding
-for warm items. During training the ID embedding is dropped at random, so the content path alone
+Item tower: an MLP over the item's content (text, visual and audio features), a small CNN over the
+video's thumbnail, a 1-D CNN over its MFCC sequence, plus an ID embedding for warm items. During training the ID embedding is dropped at random, so the content path alone
 learns to place a video, which is what a video published today (no interactions, no trained ID)
 relies on. User tower: a weighted pooling of the item vectors of the user's recent videos plus a
 user embedding, through an MLP. Both towers end on the unit sphere; a score is a cosine / tau.
@@ -27,6 +27,13 @@ class TowerConfig:
     id_dropout: float = 0.5
     temperature: float = 0.07
     dropout: float = 0.1
+    # Learned branches over parts of the content row (see ContentStats.branch_layout); 0: none.
+    thumbnail_offset: int = 0
+    thumbnail_side: int = 0
+    mfcc_offset: int = 0
+    mfcc_steps: int = 0
+    n_mfcc: int = 0
+    branch_dim: int = 32
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +48,13 @@ class TwoTower(nn.Module):
         self.content_mlp = nn.Sequential(
             nn.Linear(cfg.content_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.dim))
+        self.thumbnail_cnn = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, cfg.branch_dim, 3, padding=1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(cfg.branch_dim, cfg.dim)) if cfg.thumbnail_side else None
+        self.mfcc_cnn = nn.Sequential(
+            nn.Conv1d(cfg.n_mfcc, cfg.branch_dim, 3, padding=1), nn.GELU(), nn.AdaptiveMaxPool1d(1),
+            nn.Flatten(), nn.Linear(cfg.branch_dim, cfg.dim)) if cfg.mfcc_steps else None
         self.item_id = nn.Embedding(cfg.n_items, cfg.dim)
         self.user_id = nn.Embedding(cfg.n_users, cfg.dim)
         self.user_mlp = nn.Sequential(
@@ -56,6 +70,14 @@ class TwoTower(nn.Module):
     def encode_items(self, content: torch.Tensor, items: torch.Tensor, use_id: torch.Tensor) -> torch.Tensor:
         """Unit item vectors from content rows; `items` index the ID table where `use_id` is set."""
         vectors = self.content_mlp(content)
+        cfg = self.cfg
+        if self.thumbnail_cnn is not None:
+            pixels = content[:, cfg.thumbnail_offset: cfg.thumbnail_offset + 3 * cfg.thumbnail_side ** 2]
+            image = pixels.reshape(-1, cfg.thumbnail_side, cfg.thumbnail_side, 3).permute(0, 3, 1, 2)
+            vectors = vectors + self.thumbnail_cnn(image)
+        if self.mfcc_cnn is not None:
+            grid = content[:, cfg.mfcc_offset: cfg.mfcc_offset + cfg.mfcc_steps * cfg.n_mfcc]
+            vectors = vectors + self.mfcc_cnn(grid.reshape(-1, cfg.mfcc_steps, cfg.n_mfcc).transpose(1, 2))
         ids = self.item_id(items.clamp_min(0))
         return F.normalize(vectors + ids * use_id.unsqueeze(-1).to(vectors.dtype), dim=-1)
 

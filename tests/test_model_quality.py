@@ -77,7 +77,7 @@ def test_cold_start_videos_reach_the_users_whose_taste_they_match():
     video_ids = np.array([v.video_id for v in videos], object)
     embeddings = TextEmbedder().embed([video_text(v.title, v.description, v.tags) for v in videos])
     items = pd.DataFrame({"video_id": video_ids, "has_text": True, "text_embedding": list(embeddings),
-                          "has_video": False, "visual": None, "has_audio": False, "audio": None})
+                          "has_video": False, "visual": None, "thumbnail": None, "has_audio": False, "audio": None})
     content = content_matrix(items, fit_content_stats(items))
     frame = pd.DataFrame(rows).sort_values(["user_id", "ts"], kind="stable")
     user_ids = np.array([u.user_id for u in users], object)
