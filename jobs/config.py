@@ -54,6 +54,9 @@ DEFAULT_MIN_FEATURE_COVERAGE = float(_env("MIN_FEATURE_COVERAGE", "0.5"))
 DEFAULT_GATE_TOLERANCE = float(_env("GATE_TOLERANCE", "0.25"))
 # Most epochs of the first training; early stopping on a validation slice usually ends it sooner.
 DEFAULT_EPOCHS = int(_env("EPOCHS", "12"))
+# Earlier nights of the serving table stay readable (and can be rolled back to) this long; older
+# files are vacuumed after each publish and rollback.
+DEFAULT_RETENTION_DAYS = float(_env("RETENTION_DAYS", "30"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 DEFAULT_SEED = int(_env("SEED", "7"))
 # An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from jobs import config
 from jobs.quality import recommendation_suite, save_result
+from jobs.serving import vacuum
 from jobs.stage import StageError, base_parser, run_stage, write_counters
 from jobs.tables import read_table
 
@@ -49,7 +50,8 @@ def serving_table(lists, run_date: str, generated_at: dt.datetime) -> pa.Table:
     }, schema=SERVING_SCHEMA)
 
 
-def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TOP_N) -> dict:
+def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TOP_N,
+            retention_days: float = config.DEFAULT_RETENTION_DAYS) -> dict:
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
     source = wh.candidate_lists / run_date
@@ -70,7 +72,7 @@ def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_
     published = DeltaTable(str(wh.recommendations))
     counters = {"users_published": int(lists[config.USER_ID].nunique()), "rows_published": table.num_rows,
                 "delta_version": published.version(), "model_version": ",".join(model_versions),
-                "table": str(wh.recommendations)}
+                "table": str(wh.recommendations), "files_vacuumed": vacuum(published, retention_days)}
     write_counters(wh, run_date, STAGE, counters)
     return counters
 
@@ -78,8 +80,11 @@ def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
+    parser.add_argument("--retention-days", type=float, default=config.DEFAULT_RETENTION_DAYS,
+                        help="keep earlier nights' files this long (default: $VREC_RETENTION_DAYS or 30)")
     args = parser.parse_args(argv)
-    return run_stage(STAGE, lambda: publish(config.Warehouse.at(args.warehouse), args.run_date, top_n=args.top_n))
+    return run_stage(STAGE, lambda: publish(config.Warehouse.at(args.warehouse), args.run_date, top_n=args.top_n,
+                                            retention_days=args.retention_days))
 
 
 if __name__ == "__main__":

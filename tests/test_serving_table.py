@@ -1,0 +1,145 @@
+"""The serving table as a product: readers only ever see one whole night, rollback restores an
+earlier night as a new commit, retention vacuums old files, and other readers (polars, DuckDB,
+pyarrow) read it at Delta protocol reader 1 / writer 2."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from jobs import config
+from jobs.stage import StageError
+from tests.test_model_quality import text_only_catalog
+
+pytestmark = pytest.mark.spark
+FIRST_NIGHT = "2026-11-20"
+LIST_COLUMNS = ["user_id", "rank", "video_id", "score", "run_date"]
+
+
+def current_lists(wh: config.Warehouse, version: int | None = None) -> pd.DataFrame:
+    frame = DeltaTable(str(wh.recommendations), version=version).to_pandas()
+    return frame.sort_values(["user_id", "rank"]).reset_index(drop=True)[LIST_COLUMNS]
+
+
+@pytest.fixture(scope="module")
+def served(spark, tmp_path_factory) -> tuple[config.Warehouse, str]:
+    """A warehouse after one full night (top 5), and the model that night trained."""
+    from jobs.make_demo_data import catalog_jsonl, interactions_csv
+    from jobs.extract_features import extract
+    from jobs.ingest import ingest
+    from jobs.publish import publish
+    from jobs.score import score
+    from jobs.train import train
+
+    wh = config.Warehouse.at(tmp_path_factory.mktemp("serving") / "warehouse")
+    videos, _, rows = text_only_catalog(seed=3, n_videos=120, n_users=50)
+    wh.landing_catalog.mkdir(parents=True)
+    wh.landing_interactions.mkdir(parents=True)
+    (wh.landing_catalog / "catalog.jsonl").write_text(catalog_jsonl(videos))
+    (wh.landing_interactions / "interactions.csv").write_text(interactions_csv(rows))
+    ingest(spark, wh, FIRST_NIGHT)
+    extract(spark, wh, FIRST_NIGHT)
+    model_version = train(wh, FIRST_NIGHT, epochs=3)["model_version"]
+    score(wh, FIRST_NIGHT, top_n=5)
+    publish(wh, FIRST_NIGHT, top_n=5)
+    return wh, model_version
+
+
+def night(wh: config.Warehouse, model_version: str, run_date: str, top_n: int) -> None:
+    from jobs.publish import publish
+    from jobs.score import score
+
+    score(wh, run_date, top_n=top_n, model_version=model_version)
+    publish(wh, run_date, top_n=top_n)
+
+
+def test_a_reader_polling_during_publishes_never_sees_a_partial_or_mixed_table(served):
+    wh, model_version = served
+    users = current_lists(wh)["user_id"].nunique()
+    # Nights alternate between lists of 3 and of 5: any mix of two nights would show.
+    dates = {f"2026-11-{day}": 3 if day % 2 else 5 for day in range(21, 27)}
+    snapshots, failures, done = [], [], threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                frame = DeltaTable(str(wh.recommendations)).to_pandas()
+            except Exception as err:  # noqa: BLE001 -- a failed read is itself a finding
+                failures.append(repr(err))
+                continue
+            snapshots.append(frame)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for run_date, top_n in dates.items():
+            night(wh, model_version, run_date, top_n)
+    finally:
+        done.set()
+        reader.join()
+
+    assert not failures, failures[:3]
+    assert len(snapshots) > len(dates)
+    nights_seen = set()
+    for frame in snapshots:
+        run_dates = frame["run_date"].astype(str).unique()
+        assert len(run_dates) == 1, run_dates
+        expected = dates.get(run_dates[0], 5)
+        assert frame["user_id"].nunique() == users
+        assert frame.groupby("user_id").size().eq(expected).all()
+        nights_seen.add(run_dates[0])
+    assert len(nights_seen) >= 3
+
+
+def test_rollback_to_a_date_restores_that_nights_lists_as_a_new_commit(served):
+    from jobs.rollback import rollback
+
+    wh, model_version = served
+    first = current_lists(wh, version=0)
+    night(wh, model_version, "2026-11-28", top_n=3)
+    before = DeltaTable(str(wh.recommendations)).version()
+
+    counters = rollback(wh, to_date=FIRST_NIGHT)
+    table = DeltaTable(str(wh.recommendations))
+    assert counters["restored_version"] == 0 and table.version() == before + 1
+    assert current_lists(wh).equals(first)
+    assert (table.protocol().min_reader_version, table.protocol().min_writer_version) == (1, 2)
+    assert current_lists(wh, version=before)["rank"].max() == 3      # the rolled-back night stays readable
+
+    rollback(wh, to_version=before)
+    assert current_lists(wh).equals(current_lists(wh, version=before))
+    with pytest.raises(StageError, match="no lists published for 2026-10-01"):
+        rollback(wh, to_date="2026-10-01")
+
+
+def test_retention_vacuums_old_nights_and_rollback_to_them_fails_clearly(served):
+    from jobs.rollback import rollback
+    from jobs.serving import vacuum
+
+    wh, model_version = served
+    night(wh, model_version, "2026-11-29", top_n=4)
+    assert vacuum(DeltaTable(str(wh.recommendations)), retention_days=0) > 0
+    assert current_lists(wh).groupby("user_id").size().eq(4).all()   # the current night is whole
+    with pytest.raises(StageError, match="can no longer be restored"):
+        rollback(wh, to_date=FIRST_NIGHT)
+
+
+def test_polars_duckdb_and_pyarrow_read_the_table(served):
+    import duckdb
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    wh, _ = served
+    expected = current_lists(wh)
+    by_polars = pl.read_delta(str(wh.recommendations)).sort(["user_id", "rank"])
+    assert by_polars["video_id"].to_list() == expected["video_id"].to_list()
+    assert {str(d) for d in by_polars["run_date"].unique()} == {str(d) for d in expected["run_date"].unique()}
+    arrow = DeltaTable(str(wh.recommendations)).to_pyarrow_dataset()
+    assert isinstance(arrow, ds.Dataset) and arrow.count_rows() == len(expected)
+    duck = duckdb.connect()
+    duck.register("recommendations", arrow)
+    assert duck.sql("select count(distinct user_id) from recommendations").fetchall()[0][0] == \
+        expected["user_id"].nunique()
