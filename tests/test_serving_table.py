@@ -143,3 +143,19 @@ def test_polars_duckdb_and_pyarrow_read_the_table(served):
     duck.register("recommendations", arrow)
     assert duck.sql("select count(distinct user_id) from recommendations").fetchall()[0][0] == \
         expected["user_id"].nunique()
+
+
+def test_consumer_views_give_the_current_lists_with_titles(spark, served):
+    from jobs.consumer_views import register_views, user_recommendations
+
+    wh, _ = served
+    register_views(spark, wh)
+    expected = current_lists(wh)
+    assert spark.table("latest_recommendations").count() == len(expected)
+    with_titles = spark.table("recommendations_with_titles").toPandas()
+    assert with_titles["title"].notna().all() and len(with_titles) == len(expected)
+    user = expected["user_id"].iloc[0]
+    rows = user_recommendations(spark, user).toPandas()
+    assert list(rows["video_id"]) == list(expected.loc[expected["user_id"] == user, "video_id"])
+    assert list(rows["rank"]) == sorted(rows["rank"])
+    assert user_recommendations(spark, "' OR '1'='1").count() == 0

@@ -1,0 +1,68 @@
+"""The views downstream consumers use over the serving table, in Spark SQL (`sql/view_*.sql`).
+
+    python -m jobs.consumer_views --warehouse DIR --user-id ID
+
+`register_views(spark, wh)` defines `recommendations` (the serving table's latest version),
+`catalog`, and the views `latest_recommendations` and `recommendations_with_titles`; the query
+`sql/user_recommendations.sql` then gives one user's list. On a cluster with the delta-spark jars
+the table is read with `format("delta")`; without them (local runs) the same snapshot is read from
+the Parquet files that the latest Delta version lists (delta-rs), never from a directory listing,
+which would mix in files of earlier nights.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jobs import config
+from jobs.sql import load_sql
+
+VIEWS = ("view_latest_recommendations", "view_recommendations_with_titles")
+
+
+def read_serving_table(spark, wh: config.Warehouse):
+    """The latest version of the serving table as a Spark DataFrame."""
+    from pyspark.errors import PySparkException
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        return spark.read.format("delta").load(str(wh.recommendations))
+    except (PySparkException, Py4JJavaError):  # no delta-spark on the classpath
+        from deltalake import DeltaTable
+
+        return spark.read.parquet(*DeltaTable(str(wh.recommendations)).file_uris())
+
+
+def register_views(spark, wh: config.Warehouse) -> None:
+    read_serving_table(spark, wh).createOrReplaceTempView("recommendations")
+    spark.read.parquet(str(wh.catalog)).createOrReplaceTempView("catalog")
+    for view in VIEWS:
+        spark.sql(load_sql(view))
+
+
+def user_recommendations(spark, user_id: str):
+    """One user's current list; the id is a bound parameter, never pasted into the SQL."""
+    return spark.sql(load_sql("user_recommendations"), args={"user_id": user_id})
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from jobs.spark import get_spark
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", default=config.DEFAULT_WAREHOUSE)
+    parser.add_argument("--user-id", required=True)
+    args = parser.parse_args(argv)
+    wh = config.Warehouse.at(args.warehouse)
+    if not (wh.recommendations / "_delta_log").is_dir():
+        print(f"error: no serving table at {wh.recommendations}", file=sys.stderr)
+        return 1
+    spark = get_spark("vrec-consumer-views")
+    register_views(spark, wh)
+    user_recommendations(spark, args.user_id).show(truncate=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
