@@ -22,7 +22,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install system-deps venv airflow-init demo-data demo test test-quick bench bench-features bench-training show clean
+.PHONY: help install system-deps venv airflow-init demo-data demo test test-quick bench bench-features bench-training bench-scoring show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
@@ -73,7 +73,7 @@ test-quick: install
 # Add a part (training, scoring) as another bench-<part> target and list it after `bench:`.
 BENCH_DIR := $(CURDIR)/docs/bench
 
-bench: bench-features bench-training
+bench: bench-features bench-training bench-scoring
 
 # Feature extraction vs a plain `ffmpeg -f null` decode of ../shared/data/media, on one core and on
 # all cores (~3 min on 2 cores); exits 1 when the one-core ratio is above 1.2, after writing the JSON.
@@ -83,6 +83,10 @@ bench-features: install
 # Two-tower training on MovieLens-100k: examples/s, s/epoch and the whole nightly fit (~1 min on 2 cores).
 bench-training: install
 	$(PY) -m jobs.bench_training --out $(BENCH_DIR)/training.json
+
+# Blocked top 100 for 100,000 users x 50,000 videos x 64 dims against bare matrix products (~1 min).
+bench-scoring: install
+	$(PY) -m jobs.bench_scoring --out $(BENCH_DIR)/scoring.json
 
 clean:
 	rm -rf warehouse .airflow .pytest_cache

@@ -57,7 +57,9 @@ def exclude_seen(scores: np.ndarray, users: np.ndarray, indptr: np.ndarray, seen
     """Set the scores of each user's already-seen videos to -inf, in place."""
     counts = indptr[users + 1] - indptr[users]
     rows = np.repeat(np.arange(len(users)), counts)
-    cols = np.concatenate([seen[indptr[u]:indptr[u + 1]] for u in users]) if len(users) else seen[:0]
+    # Position of each seen video in `seen`: the user's start plus its place within the user's run.
+    starts = np.repeat(indptr[users] - np.r_[0, np.cumsum(counts)[:-1]], counts)
+    cols = seen[starts + np.arange(len(rows))]
     scores[rows, cols] = -np.inf
 
 

@@ -21,9 +21,22 @@ class TowerVectors:
     users: np.ndarray   # (n_users, dim) unit vectors
     items: np.ndarray   # (n_items, dim) unit vectors
 
+    def __post_init__(self) -> None:
+        self._items_t = torch.from_numpy(np.ascontiguousarray(self.items.T))
+        self._out: torch.Tensor | None = None
+
     def __call__(self, users: np.ndarray) -> np.ndarray:
-        """Cosine scores of `users` against every item: the evaluation `Scorer` protocol."""
-        return self.users[users] @ self.items.T
+        """Cosine scores of `users` against every item (float32): the evaluation `Scorer` protocol.
+
+        The result is a buffer reused by the next call (copy it to keep it): writing each block
+        of scores into the same memory, in torch's thread pool like the top-k that follows, is
+        about twice as fast as a fresh NumPy product per block.
+        """
+        shape = (len(users), self._items_t.shape[1])
+        if self._out is None or self._out.shape != shape:
+            self._out = torch.empty(shape)
+        torch.mm(torch.from_numpy(self.users[users]), self._items_t, out=self._out)
+        return self._out.numpy()
 
 
 def encode(model: TwoTower, content: np.ndarray, data: IndexedInteractions, n_users: int, *,

@@ -20,14 +20,20 @@ def top_n(scorer: Scorer, n_users: int, seen_indptr: np.ndarray, seen_items: np.
     tail is item -1 with score -inf.
     """
     items = np.full((n_users, n), -1, np.int64)
-    scores = np.full((n_users, n), -np.inf, np.float64)
+    scores = None
     for begin in range(0, n_users, block_size):
         users = np.arange(begin, min(begin + block_size, n_users))
-        block = np.array(scorer(users), np.float64, copy=True)
+        block = np.asarray(scorer(users))
+        if not block.flags.writeable:
+            block = block.copy()
+        if scores is None:  # the scorer's precision: float32 for vectors, float64 for re-ranked
+            scores = np.full((n_users, n), -np.inf, block.dtype)
         exclude_seen(block, users, seen_indptr, seen_items)
         k = min(n, block.shape[1])
         best_scores, best_items = torch.topk(torch.from_numpy(block), k, dim=1, sorted=True)
         items[users, :k] = best_items.numpy()
         scores[users, :k] = best_scores.numpy()
+    if scores is None:
+        scores = np.full((n_users, n), -np.inf, np.float32)
     items[~np.isfinite(scores)] = -1
     return items, scores

@@ -1,0 +1,97 @@
+"""Benchmark blocked top-N scoring against a bare matrix multiply of the same sizes.
+
+    python -m jobs.bench_scoring [--users 100000] [--items 50000] [--dim 64] [--top 100] [--out FILE]
+
+Random unit vectors, 20 seen videos per user. Each measurement runs in its own process (so peak
+memory is its own): the project's blocked top-N (`models.topn.top_n` over `models.scoring.TowerVectors`:
+scores, seen videos excluded, top 100 per user) and two references that compute the same scores
+in the same blocks and throw them away: NumPy's `U_block @ I.T` and torch's `mm` into a reused
+buffer (the fastest bare product found here). Prints a table and the machine; `--out` writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 2048
+SEEN_PER_USER = 20
+
+
+def _vectors(users: int, items: int, dim: int):
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((users, dim), dtype=np.float32)
+    i = rng.standard_normal((items, dim), dtype=np.float32)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    i /= np.linalg.norm(i, axis=1, keepdims=True)
+    seen = rng.integers(0, items, size=users * SEEN_PER_USER)
+    return u, i, np.arange(0, (users + 1) * SEEN_PER_USER, SEEN_PER_USER), seen
+
+
+def _measure(kind: str, users: int, items: int, dim: int, top: int, queue) -> None:
+    import torch
+
+    u, i, indptr, seen = _vectors(users, items, dim)
+    started = time.perf_counter()
+    if kind == "blocked_top_n":
+        from models.scoring import TowerVectors
+        from models.topn import top_n
+
+        top_n(TowerVectors(u, i), users, indptr, seen, top, block_size=BLOCK)
+    elif kind == "numpy_matmul":
+        for begin in range(0, users, BLOCK):
+            _ = u[begin:begin + BLOCK] @ i.T
+    else:
+        out, items_t = torch.empty(BLOCK, items), torch.from_numpy(np.ascontiguousarray(i.T))
+        for begin in range(0, users, BLOCK):
+            block = torch.from_numpy(u[begin:begin + BLOCK])
+            torch.mm(block, items_t, out=out[:len(block)])
+    seconds = time.perf_counter() - started
+    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20))
+
+
+def measure(kind: str, users: int, items: int, dim: int, top: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measure, args=(kind, users, items, dim, top, queue))
+    process.start()
+    seconds, peak_gib = queue.get()
+    process.join()
+    return {"seconds": round(seconds, 2), "peak_rss_gib": round(peak_gib, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--top", type=int, default=100)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    sizes = (args.users, args.items, args.dim, args.top)
+    results = {kind: measure(kind, *sizes) for kind in ("blocked_top_n", "numpy_matmul", "torch_matmul")}
+    for reference in ("numpy_matmul", "torch_matmul"):
+        results[f"ratio_to_{reference}"] = round(results["blocked_top_n"]["seconds"] / results[reference]["seconds"], 2)
+    results["sizes"] = {"users": args.users, "items": args.items, "dim": args.dim, "top": args.top, "block": BLOCK}
+    results["machine"] = f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    print("| run | seconds | peak RSS GiB |\n|---|---|---|")
+    for kind in ("blocked_top_n", "numpy_matmul", "torch_matmul"):
+        print(f"| {kind} | {results[kind]['seconds']} | {results[kind]['peak_rss_gib']} |")
+    print(f"ratio to numpy matmul {results['ratio_to_numpy_matmul']}, to torch matmul {results['ratio_to_torch_matmul']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
