@@ -176,13 +176,13 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    # Checked before anything else: a bad encoder file is one clear error, not a failure per video.
+    encoder = check_frame_encoder(frame_encoder, STAGE) if frame_encoder else None
     if not wh.catalog.exists():
         raise StageError(STAGE, f"no catalog table at {wh.catalog}; run ingest first")
     restore_interrupted_swap(wh.video_features)
     limits = limits or config.DecodeLimits()
     media_roots = wh.media_roots()
-    # Checked before any decode: a bad encoder file is one clear error, not a failure per video.
-    encoder = check_frame_encoder(frame_encoder, STAGE) if frame_encoder else None
     catalog = spark.read.parquet(str(wh.catalog))
 
     prev_names = ("content_sha256", "extractor_version", "frame_encoder_sha256", "text_sha256",
