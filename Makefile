@@ -84,9 +84,11 @@ bench-features: install
 bench-training: install
 	$(PY) -m jobs.bench_training --out $(BENCH_DIR)/training.json
 
-# Blocked top 100 for 100,000 users x 50,000 videos x 64 dims against bare matrix products (~1 min).
+# Blocked top 100 for 100,000 users x 50,000 videos x 64 dims against bare matrix products (~1 min),
+# then the Spark path against a crossJoin-and-window query at 5,000 x 2,000 (~5 min).
 bench-scoring: install
 	$(PY) -m jobs.bench_scoring --out $(BENCH_DIR)/scoring.json
+	$(PY) -m jobs.bench_scoring --spark --out $(BENCH_DIR)/scoring_spark.json
 
 clean:
 	rm -rf warehouse .airflow .pytest_cache

@@ -1,12 +1,18 @@
 """Benchmark blocked top-N scoring against a bare matrix multiply of the same sizes.
 
     python -m jobs.bench_scoring [--users 100000] [--items 50000] [--dim 64] [--top 100] [--out FILE]
+    python -m jobs.bench_scoring --spark [--users 20000] [--items 5000] [--out FILE]
 
 Random unit vectors, 20 seen videos per user. Each measurement runs in its own process (so peak
 memory is its own): the project's blocked top-N (`models.topn.top_n` over `models.scoring.TowerVectors`:
 scores, seen videos excluded, top 100 per user) and two references that compute the same scores
 in the same blocks and throw them away: NumPy's `U_block @ I.T` and torch's `mm` into a reused
 buffer (the fastest bare product found here). Prints a table and the machine; `--out` writes JSON.
+
+With `--spark` (default sizes 5,000 x 2,000, which the crossJoin finishes in minutes on 2 cores),
+it times the Spark path of `jobs.spark_scoring` (users as partitions, item vectors broadcast,
+`top_n` per partition) against the crossJoin-and-window query, both written to Spark's `noop`
+sink in one local SparkSession, after an untimed warm-up of each on 200 users.
 """
 
 from __future__ import annotations
@@ -69,15 +75,53 @@ def measure(kind: str, users: int, items: int, dim: int, top: int) -> dict:
     return {"seconds": round(seconds, 2), "peak_rss_gib": round(peak_gib, 2)}
 
 
+def spark_comparison(users: int, items: int, dim: int, top: int) -> dict:
+    from jobs.spark import get_spark
+    from jobs.spark_scoring import crossjoin_top_n, spark_top_n, users_frame
+
+    spark = get_spark("vrec-bench-scoring")
+    partitions = 2 * (os.cpu_count() or 1)
+    u, i, indptr, seen = _vectors(users, items, dim)
+
+    def timed(query, n_users: int) -> float:
+        frame = users_frame(spark, u[:n_users], indptr[:n_users + 1], seen, partitions).cache()
+        frame.count()
+        started = time.perf_counter()
+        query(frame).write.format("noop").mode("overwrite").save()
+        seconds = time.perf_counter() - started
+        frame.unpersist()
+        return seconds
+
+    paths = {"spark_blocked_top_n": lambda frame: spark_top_n(frame, i, top),
+             "spark_crossjoin_window": lambda frame: crossjoin_top_n(spark, frame, i, top)}
+    results = {}
+    for name, query in paths.items():
+        timed(query, 200)
+        results[name] = {"seconds": round(timed(query, users), 2)}
+    results["crossjoin_over_blocked"] = round(results["spark_crossjoin_window"]["seconds"]
+                                              / results["spark_blocked_top_n"]["seconds"], 1)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--spark", action="store_true", help="compare the Spark path with a crossJoin query")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--items", type=int)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--top", type=int, default=100)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    args.users = args.users or (5_000 if args.spark else 100_000)
+    args.items = args.items or (2_000 if args.spark else 50_000)
     sizes = (args.users, args.items, args.dim, args.top)
+    if args.spark:
+        results = {**spark_comparison(*sizes), "sizes": dict(zip(("users", "items", "dim", "top"), sizes))}
+        print(json.dumps(results, indent=1))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
+        return 0
     results = {kind: measure(kind, *sizes) for kind in ("blocked_top_n", "numpy_matmul", "torch_matmul")}
     for reference in ("numpy_matmul", "torch_matmul"):
         results[f"ratio_to_{reference}"] = round(results["blocked_top_n"]["seconds"] / results[reference]["seconds"], 2)

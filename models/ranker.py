@@ -50,13 +50,15 @@ class RankerContext:
         # Each user's history as a row of weights, and the last few videos with recency weights.
         self.history = sparse.csr_matrix((np.ones(len(self.data), np.float32), (self.data.user, self.data.item)),
                                          shape=(self.n_users, n_items))
-        recent_rows, recent_cols, recent_weights = [], [], []
-        for user in range(self.n_users):
-            items = self.seen[self.indptr[user]:self.indptr[user + 1]][-RECENT_ITEMS:][::-1]
-            recent_rows += [user] * len(items)
-            recent_cols += list(items)
-            recent_weights += list(0.7 ** np.arange(len(items)))
-        self.recent = sparse.csr_matrix((np.asarray(recent_weights, np.float32), (recent_rows, recent_cols)),
+        # The lag-th latest video of every user with more than `lag` videos, weighted 0.7 ** lag.
+        counts = np.diff(self.indptr)
+        rows, cols, weights = [], [], []
+        for lag in range(RECENT_ITEMS):
+            users = np.flatnonzero(counts > lag)
+            rows.append(users)
+            cols.append(self.seen[self.indptr[users + 1] - 1 - lag])
+            weights.append(np.full(len(users), 0.7 ** lag, np.float32))
+        self.recent = sparse.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
                                         shape=(self.n_users, n_items))
 
     def features(self, users: np.ndarray, candidates: np.ndarray, tower_scores: np.ndarray) -> np.ndarray:
