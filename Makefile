@@ -22,11 +22,12 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install system-deps venv airflow-init demo-data demo test test-quick bench bench-features bench-training bench-scoring show clean
+.PHONY: help install system-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
 	@echo "make test   - install and run the whole test suite"
+	@echo "make airflow - the Airflow UI on localhost:8080 with the project's DAGs"
 	@echo "make bench  - install and run the benchmarks (results in docs/bench/); run on an idle machine"
 
 install: system-deps venv
@@ -50,6 +51,12 @@ $(VENV)/.installed: requirements.txt
 airflow-init: venv
 	airflow db migrate >/dev/null
 	airflow pools set gpu 1 "GPU training nodes" >/dev/null
+
+# The Airflow UI on http://localhost:8080 with the project's DAGs (simple auth manager: one admin
+# user; its password is generated on the first start and kept in AIRFLOW_HOME).
+airflow: install airflow-init
+	@echo "Airflow UI: http://localhost:8080  user: admin  password: in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin airflow standalone
 
 demo-data: install
 	$(PY) -m jobs.make_demo_data --warehouse $(VREC_WAREHOUSE) --seed $(SEED) --run-date $(RUN_DATE)

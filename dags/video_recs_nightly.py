@@ -16,7 +16,9 @@ lists per user out.
 | `report` | the run's counters as one JSON line |
 
 Params: `warehouse` (root directory or object-store prefix), `top_n`, `full_refresh`
-(decode every video again). Every stage is idempotent for its run date (`{{ ds }}`).
+(decode every video again), `skip_training` (score with the production model, or the pinned one),
+`model_version` (pin a model from `tables/models/`). Every stage is idempotent for its run date
+(`{{ ds }}`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, Param
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The interpreter that has the project's packages: the one Airflow runs in, unless told otherwise.
@@ -37,11 +39,19 @@ PYTHON = os.environ.get("VREC_PYTHON", sys.executable)
 DEFAULT_WAREHOUSE = os.environ.get("VREC_WAREHOUSE", str(PROJECT_ROOT / "warehouse"))
 SPARK_CONN_ID = os.environ.get("VREC_SPARK_CONN_ID", "spark_default")
 
+# What downstream DAGs schedule on: updated by a successful extract_features / publish.
+VIDEO_FEATURES = Asset(name="video_recs_video_features", uri=f"file://{DEFAULT_WAREHOUSE}/tables/video_features")
+RECOMMENDATIONS = Asset(name="video_recs_recommendations",
+                        uri=f"file://{DEFAULT_WAREHOUSE}/tables/recommendations")
+
 # Values reach the jobs through the environment, never pasted into a shell command line.
 STAGE_ENV = {
     "VREC_WAREHOUSE": "{{ params.warehouse }}",
     "VREC_RUN_DATE": "{{ ds }}",
     "VREC_TOP_N": "{{ params.top_n }}",
+    "VREC_SKIP_TRAINING": "{{ params.skip_training }}",
+    # Empty: tonight's model; with skip_training and no pin, the model serving now.
+    "VREC_MODEL_VERSION": "{{ params.model_version or ('production' if params.skip_training else '') }}",
     "PYTHONPATH": str(PROJECT_ROOT),
     "PYSPARK_PYTHON": PYTHON,
 }
@@ -55,9 +65,11 @@ default_args = {
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(hours=2),
 }
+# A training task that exits with this code is marked skipped (the skip_training param).
+SKIPPED = 99
 
 
-def spark_stage(task_id: str, extra_args: list[str] | None = None) -> SparkSubmitOperator:
+def spark_stage(task_id: str, extra_args: list[str] | None = None, **kwargs) -> SparkSubmitOperator:
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=SPARK_CONN_ID,
@@ -66,13 +78,15 @@ def spark_stage(task_id: str, extra_args: list[str] | None = None) -> SparkSubmi
         name=f"vrec-{task_id}",
         env_vars=STAGE_ENV,
         conf={"spark.pyspark.python": PYTHON, "spark.sql.session.timeZone": "UTC"},
+        **kwargs,
     )
 
 
-def python_stage(task_id: str, args: str = "", **kwargs) -> BashOperator:
+def python_stage(task_id: str, args: str = "", prefix: str = "", **kwargs) -> BashOperator:
     return BashOperator(
         task_id=task_id,
-        bash_command=f'"{PYTHON}" -m jobs.{task_id} --warehouse "$VREC_WAREHOUSE" --run-date "$VREC_RUN_DATE" {args}',
+        bash_command=f'{prefix}"{PYTHON}" -m jobs.{task_id} --warehouse "$VREC_WAREHOUSE" '
+                     f'--run-date "$VREC_RUN_DATE" {args}',
         env=STAGE_ENV,
         append_env=True,
         cwd=str(PROJECT_ROOT),
@@ -95,17 +109,24 @@ with DAG(
                            description="Warehouse root directory or object-store prefix"),
         "top_n": Param(20, type="integer", minimum=1, maximum=1000, description="Videos per user list"),
         "full_refresh": Param(False, type="boolean", description="Decode every video again"),
+        "skip_training": Param(False, type="boolean",
+                               description="Score with the production model (or model_version) instead of training"),
+        "model_version": Param("", type="string", pattern=r"^[A-Za-z0-9._-]*$", maxLength=128,
+                               description="Pin a model version from tables/models (empty: tonight's model)"),
     },
 ) as dag:
     ingest = spark_stage("ingest")
     extract_features = spark_stage(
-        "extract_features", ["{{ '--full-refresh' if params.full_refresh else '--no-full-refresh' }}"])
+        "extract_features", ["{{ '--full-refresh' if params.full_refresh else '--no-full-refresh' }}"],
+        outlets=[VIDEO_FEATURES])
     validate_features = python_stage("validate_features")
-    train = python_stage("train", pool=os.environ.get("VREC_GPU_POOL", "gpu"),
-                         queue=os.environ.get("VREC_GPU_QUEUE", "gpu"))
-    evaluate = python_stage("evaluate")
-    score = python_stage("score", '--top-n "$VREC_TOP_N"')
-    publish = python_stage("publish", '--top-n "$VREC_TOP_N"')
+    unless_skipped = f'[ "$VREC_SKIP_TRAINING" != "True" ] || exit {SKIPPED}; '
+    train = python_stage("train", prefix=unless_skipped, skip_on_exit_code=SKIPPED,
+                         pool=os.environ.get("VREC_GPU_POOL", "gpu"), queue=os.environ.get("VREC_GPU_QUEUE", "gpu"))
+    evaluate = python_stage("evaluate", prefix=unless_skipped, skip_on_exit_code=SKIPPED)
+    score = python_stage("score", '--top-n "$VREC_TOP_N" ${VREC_MODEL_VERSION:+--model-version "$VREC_MODEL_VERSION"}',
+                         trigger_rule="none_failed")
+    publish = python_stage("publish", '--top-n "$VREC_TOP_N"', outlets=[RECOMMENDATIONS])
     report = python_stage("report")
 
     ingest >> extract_features >> validate_features >> train >> evaluate >> score >> publish >> report

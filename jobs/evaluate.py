@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from jobs import config
 from jobs.model_inputs import index_interactions, load_interactions, load_items
+from jobs.serving import production_model
 from jobs.stage import StageError, base_parser, read_counters, run_stage, write_counters
 from jobs.tables import read_table, write_arrow_table
 
@@ -40,16 +41,6 @@ def baseline_metrics(wh: config.Warehouse, seed: int) -> dict[str, dict]:
     holdout = leave_last_out(data, len(video_ids))
     baselines = fit_baselines(holdout.train, len(user_ids), len(video_ids), seed=seed)
     return {name: evaluate(scorer, holdout, len(user_ids), len(video_ids)) for name, scorer in baselines.items()}
-
-
-def production_model(wh: config.Warehouse) -> str | None:
-    """The model whose lists the latest version of the serving table holds, if any."""
-    from deltalake import DeltaTable
-
-    if not (wh.recommendations / "_delta_log").is_dir():
-        return None
-    head = DeltaTable(str(wh.recommendations)).to_pyarrow_dataset().head(1, columns=[config.MODEL_VERSION])
-    return head.column(0)[0].as_py() if head.num_rows else None
 
 
 def published_score(wh: config.Warehouse, version: str) -> float | None:

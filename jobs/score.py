@@ -16,13 +16,23 @@ import pyarrow as pa
 
 from jobs import config
 from jobs.model_inputs import index_interactions, load_interactions, load_items
+from jobs.serving import production_model
 from jobs.stage import StageError, base_parser, read_counters, run_stage, write_counters
 from jobs.tables import write_arrow_table
 
 STAGE = "score"
 
 
+PRODUCTION = "production"
+
+
 def resolve_model_version(wh: config.Warehouse, run_date: str, pinned: str | None) -> str:
+    """A pinned version; `production` for the model serving now; else the one trained tonight."""
+    if pinned == PRODUCTION:
+        current = production_model(wh)
+        if current is None:
+            raise StageError(STAGE, f"no production model: nothing is published at {wh.recommendations} yet")
+        return current
     if pinned:
         return pinned
     trained = read_counters(wh, run_date).get("train", {}).get("model_version")
@@ -98,7 +108,8 @@ def _lookup(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
-    parser.add_argument("--model-version", default=None, help="score with this model instead of tonight's")
+    parser.add_argument("--model-version", default=None,
+                        help=f"score with this model instead of tonight's ({PRODUCTION!r}: the one serving now)")
     args = parser.parse_args(argv)
     return run_stage(STAGE, lambda: score(config.Warehouse.at(args.warehouse), args.run_date,
                                           top_n=args.top_n, model_version=args.model_version))

@@ -1,6 +1,9 @@
-"""The serving table's history: which version holds which night's lists, and retention."""
+"""The serving table's history: which model serves now, which version holds which night's
+lists, and retention."""
 
 from __future__ import annotations
+
+from jobs import config
 
 
 def published_versions(table) -> dict[int, str]:
@@ -14,3 +17,13 @@ def vacuum(table, retention_days: float) -> int:
     removed = table.vacuum(retention_hours=int(retention_days * 24), enforce_retention_duration=False,
                            dry_run=False)
     return len(removed)
+
+
+def production_model(wh: config.Warehouse) -> str | None:
+    """The model whose lists the latest version of the serving table holds, if any."""
+    from deltalake import DeltaTable
+
+    if not (wh.recommendations / "_delta_log").is_dir():
+        return None
+    head = DeltaTable(str(wh.recommendations)).to_pyarrow_dataset().head(1, columns=[config.MODEL_VERSION])
+    return head.column(0)[0].as_py() if head.num_rows else None

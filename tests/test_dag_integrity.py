@@ -31,6 +31,7 @@ print(json.dumps({
     "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(","))),
     "dags": [{
         "dag_id": d.dag_id, "tags": sorted(d.tags), "params": sorted(d.params.keys()),
+        "param_types": {k: d.params.get_param(k).schema.get("type") for k in d.params.keys()},
         "doc": bool(d.doc_md), "max_active_runs": d.max_active_runs, "catchup": d.catchup,
         "tasks": [{"id": t.task_id, "retries": t.retries, "timeout": bool(t.execution_timeout)} for t in d.tasks],
     } for d in dags],
@@ -60,7 +61,8 @@ def test_nightly_dag_wiring_and_params():
     result = _probe(PROJECT_ROOT / "dags" / "video_recs_nightly.py")
     dag = result["dags"][0]
     assert dag["dag_id"] == "video_recs_nightly"
-    assert {"warehouse", "top_n"} <= set(dag["params"])
+    assert {"warehouse", "top_n", "full_refresh", "skip_training", "model_version"} <= set(dag["params"])
+    assert all(dag["param_types"].values()), dag["param_types"]       # the trigger form validates each
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert [t["id"] for t in dag["tasks"]] == ["ingest", "extract_features", "validate_features", "train", "evaluate",
                                                "score", "publish", "report"]

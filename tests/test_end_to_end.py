@@ -79,6 +79,19 @@ def test_dag_run_publishes_lists_that_meet_the_contract(demo_wh, airflow_env):
     assert features["content_sha256"].notna().sum() == len(media)
 
 
+def test_dag_run_with_skip_training_scores_with_the_production_model(demo_wh, airflow_env):
+    production = DeltaTable(str(demo_wh.recommendations)).to_pandas()["model_version"].iloc[0]
+    done = subprocess.run(["airflow", "dags", "test", "video_recs_nightly", "2026-11-22", "-c",
+                           json.dumps({"warehouse": str(demo_wh.root), "top_n": 3, "skip_training": True})],
+                          cwd=PROJECT_ROOT, env=airflow_env, capture_output=True, text=True)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "successful" in log.split("Marking run")[-1][:400], log[-3000:]
+    lists = check_serving_table(demo_wh, "2026-11-22", 3)
+    assert set(lists["model_version"]) == {production}
+    assert not (demo_wh.run_dir("2026-11-22") / "train.json").exists()
+
+
 def test_rerun_decodes_nothing_and_gives_identical_lists(demo_wh, airflow_env):
     first = _run_nightly(demo_wh, "2026-11-21")
     second = _run_nightly(demo_wh, "2026-11-21")
