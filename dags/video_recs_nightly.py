@@ -15,7 +15,8 @@ lists per user out.
 | `publish` | lists validated, then one Delta commit that replaces the previous night's |
 | `report` | the run's counters as one JSON line |
 
-Params: `warehouse` (root directory or object-store prefix), `top_n`, `full_refresh`
+A failed task writes `runs/<ds>/failures/<task_id>.json` in the warehouse (what, when, which try,
+the error, the log link). Params: `warehouse` (root directory or object-store prefix), `top_n`, `full_refresh`
 (decode every video again), `skip_training` (score with the production model, or the pinned one),
 `model_version` (pin a model from `tables/models/`). Every stage is idempotent for its run date
 (`{{ ds }}`).
@@ -57,8 +58,27 @@ STAGE_ENV = {
 }
 STAGE_ARGS = ["--warehouse", "{{ params.warehouse }}", "--run-date", "{{ ds }}"]
 
+def record_failure(context) -> None:
+    """On a task's failure: `<warehouse>/runs/<ds>/failures/<task_id>.json` says what failed, when,
+    on which try, why (the error's last line) and where the log is, for on-call and dashboards."""
+    import json
+    from datetime import datetime, timezone
+
+    ti, params = context["ti"], context.get("params") or {}
+    folder = Path(params.get("warehouse") or DEFAULT_WAREHOUSE) / "runs" / context["ds"] / "failures"
+    record = {
+        "dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "try_number": ti.try_number,
+        "run_date": context["ds"], "failed_at": datetime.now(timezone.utc).isoformat(),
+        "error": (str(context.get("exception") or "unknown error").strip().splitlines() or ["?"])[-1],
+        "log_url": getattr(ti, "log_url", None),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{ti.task_id}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
 default_args = {
     "owner": "recommendations",
+    "on_failure_callback": record_failure,
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": True,

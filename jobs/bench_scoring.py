@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.stage import write_json
+
 BLOCK = 2048
 SEEN_PER_USER = 20
 
@@ -103,6 +105,16 @@ def spark_comparison(users: int, items: int, dim: int, top: int) -> dict:
     return results
 
 
+def measure_products(users: int, items: int, dim: int, top: int) -> dict:
+    """The blocked top-N and the two bare products, each in its own process."""
+    results = {kind: measure(kind, users, items, dim, top)
+               for kind in ("blocked_top_n", "numpy_matmul", "torch_matmul")}
+    for reference in ("numpy_matmul", "torch_matmul"):
+        results[f"ratio_to_{reference}"] = round(results["blocked_top_n"]["seconds"] / results[reference]["seconds"], 2)
+    results["block"] = BLOCK
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spark", action="store_true", help="compare the Spark path with a crossJoin query")
@@ -116,24 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     args.items = args.items or (2_000 if args.spark else 50_000)
     sizes = (args.users, args.items, args.dim, args.top)
     if args.spark:
-        results = {**spark_comparison(*sizes), "sizes": dict(zip(("users", "items", "dim", "top"), sizes))}
+        results = spark_comparison(*sizes)
         print(json.dumps(results, indent=1))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=1) + "\n")
-        return 0
-    results = {kind: measure(kind, *sizes) for kind in ("blocked_top_n", "numpy_matmul", "torch_matmul")}
-    for reference in ("numpy_matmul", "torch_matmul"):
-        results[f"ratio_to_{reference}"] = round(results["blocked_top_n"]["seconds"] / results[reference]["seconds"], 2)
-    results["sizes"] = {"users": args.users, "items": args.items, "dim": args.dim, "top": args.top, "block": BLOCK}
-    results["machine"] = f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
-    print("| run | seconds | peak RSS GiB |\n|---|---|---|")
-    for kind in ("blocked_top_n", "numpy_matmul", "torch_matmul"):
-        print(f"| {kind} | {results[kind]['seconds']} | {results[kind]['peak_rss_gib']} |")
-    print(f"ratio to numpy matmul {results['ratio_to_numpy_matmul']}, to torch matmul {results['ratio_to_torch_matmul']}")
+    else:
+        results = measure_products(*sizes)
+        print("| run | seconds | peak RSS GiB |\n|---|---|---|")
+        for kind in ("blocked_top_n", "numpy_matmul", "torch_matmul"):
+            print(f"| {kind} | {results[kind]['seconds']} | {results[kind]['peak_rss_gib']} |")
+        print(f"ratio to numpy matmul {results['ratio_to_numpy_matmul']}, "
+              f"to torch matmul {results['ratio_to_torch_matmul']}")
+    results["sizes"] = dict(zip(("users", "items", "dim", "top"), sizes))
+    results["machine"] = (f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+                          f"Python {platform.python_version()}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        write_json(args.out, results)
     return 0
 
 

@@ -11,7 +11,6 @@ on `cuda` when present, else CPU. Prints a table and the machine; `--out` also w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from jobs import config
+from jobs.stage import write_json
 
 DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "movielens-100k"
 
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| {results['device']} | {results['examples']:,} | {results['seconds_per_epoch']} "
           f"| {results['examples_per_second']:,} | {results['nightly_fit_seconds']} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        write_json(args.out, results)
     return 0
 
 

@@ -40,13 +40,17 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def write_counters(wh: config.Warehouse, run_date: str, stage: str, counters: dict) -> Path:
-    path = wh.run_dir(run_date) / f"{stage}.json"
+def write_json(path: Path, document: dict) -> Path:
+    """Write `document` as JSON, whole or not at all (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(counters, indent=1, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(document, indent=1, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
     return path
+
+
+def write_counters(wh: config.Warehouse, run_date: str, stage: str, counters: dict) -> Path:
+    return write_json(wh.run_dir(run_date) / f"{stage}.json", counters)
 
 
 def read_counters(wh: config.Warehouse, run_date: str) -> dict[str, dict]:

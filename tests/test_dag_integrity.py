@@ -66,3 +66,21 @@ def test_nightly_dag_wiring_and_params():
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert [t["id"] for t in dag["tasks"]] == ["ingest", "extract_features", "validate_features", "train", "evaluate",
                                                "score", "publish", "report"]
+
+
+def test_failure_callback_writes_a_clear_record(tmp_path):
+    """The callback with the context Airflow hands it: the record names the task, the try and the error."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("nightly_dag", PROJECT_ROOT / "dags" / "video_recs_nightly.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ti = SimpleNamespace(dag_id="video_recs_nightly", task_id="ingest", run_id="manual__1", try_number=3,
+                         log_url="http://localhost:8080/log")
+    module.record_failure({"ti": ti, "ds": "2026-11-20", "params": {"warehouse": str(tmp_path)},
+                           "exception": RuntimeError("Traceback ...\nerror: [ingest] no interaction files")})
+    record = json.loads((tmp_path / "runs" / "2026-11-20" / "failures" / "ingest.json").read_text())
+    assert record["task_id"] == "ingest" and record["try_number"] == 3
+    assert record["error"] == "error: [ingest] no interaction files"
+    assert record["log_url"] == "http://localhost:8080/log"

@@ -9,11 +9,9 @@ import hashlib
 import os
 from collections import namedtuple
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from jobs import config
