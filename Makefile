@@ -22,7 +22,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install system-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring show clean
+.PHONY: help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
@@ -31,6 +31,12 @@ help:
 	@echo "make bench  - install and run the benchmarks (results in docs/bench/); run on an idle machine"
 
 install: system-deps venv
+
+# Headless Chromium and its driver from Debian for the Airflow UI test (nothing is downloaded by
+# the test itself).
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 # ffmpeg comes from Debian; Java 17 is expected on the machine (Spark needs it).
 system-deps:
@@ -70,7 +76,7 @@ demo: install airflow-init demo-data
 show: venv
 	$(PY) -m jobs.show_recommendations --warehouse $(VREC_WAREHOUSE) --users 3
 
-test: install
+test: install browser-deps
 	$(PY) -m pytest -q tests
 
 test-quick: install

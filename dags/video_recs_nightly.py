@@ -117,7 +117,8 @@ def python_stage(task_id: str, args: str = "", prefix: str = "", **kwargs) -> Ba
 with DAG(
     dag_id="video_recs_nightly",
     description="Nightly audio/video recommendations: features, fused model, top-N serving table",
-    schedule=os.environ.get("VREC_SCHEDULE", "0 2 * * *"),
+    # VREC_SCHEDULE="" leaves only manual triggers (and backfills).
+    schedule=os.environ.get("VREC_SCHEDULE", "0 2 * * *") or None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -131,7 +132,8 @@ with DAG(
         "full_refresh": Param(False, type="boolean", description="Decode every video again"),
         "skip_training": Param(False, type="boolean",
                                description="Score with the production model (or model_version) instead of training"),
-        "model_version": Param("", type="string", pattern=r"^[A-Za-z0-9._-]*$", maxLength=128,
+        # Optional (null allowed), or the trigger form would refuse to submit without a value.
+        "model_version": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9._-]+$", maxLength=128,
                                description="Pin a model version from tables/models (empty: tonight's model)"),
     },
 ) as dag:
