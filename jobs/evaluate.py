@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from jobs import config
-from jobs.model_inputs import index_interactions, load_interactions, load_items
+from jobs.model_inputs import load_model_inputs
 from jobs.serving import production_model
 from jobs.stage import StageError, base_parser, read_counters, run_stage, write_counters
 from jobs.tables import read_table, write_arrow_table
@@ -33,14 +32,11 @@ def baseline_metrics(wh: config.Warehouse, seed: int) -> dict[str, dict]:
     from models.baselines import fit_baselines
     from models.evaluation import evaluate, leave_last_out
 
-    items = load_items(wh)
-    interactions = load_interactions(wh)
-    video_ids = items[config.VIDEO_ID].to_numpy(object)
-    user_ids = np.sort(interactions[config.USER_ID].unique()).astype(object)
-    data = index_interactions(interactions, video_ids, user_ids)
-    holdout = leave_last_out(data, len(video_ids))
-    baselines = fit_baselines(holdout.train, len(user_ids), len(video_ids), seed=seed)
-    return {name: evaluate(scorer, holdout, len(user_ids), len(video_ids)) for name, scorer in baselines.items()}
+    inputs = load_model_inputs(wh)
+    n_users, n_items = len(inputs.user_ids), len(inputs.video_ids)
+    holdout = leave_last_out(inputs.data, n_items)
+    baselines = fit_baselines(holdout.train, n_users, n_items, seed=seed)
+    return {name: evaluate(scorer, holdout, n_users, n_items) for name, scorer in baselines.items()}
 
 
 def published_score(wh: config.Warehouse, version: str) -> float | None:

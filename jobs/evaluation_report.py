@@ -22,11 +22,15 @@ def _png(figure) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _comparison_plot(tonight: pd.DataFrame) -> str:
+def _pyplot():
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # no display: render to files only
     from matplotlib import pyplot as plt
+    return plt
 
+
+def _comparison_plot(tonight: pd.DataFrame) -> str:
+    plt = _pyplot()
     wide = tonight.pivot(index="method", columns="metric", values="value")
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, metric in zip(axes, ("ndcg@10", "hr@10")):
@@ -42,10 +46,7 @@ def _comparison_plot(tonight: pd.DataFrame) -> str:
 
 
 def _history_plot(history: pd.DataFrame) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     figure, ax = plt.subplots(figsize=(10, 3.4))
     for method, rows in history[history["metric"] == "ndcg@10"].groupby("method"):
         rows = rows.sort_values("run_date")

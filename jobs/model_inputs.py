@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -44,3 +46,22 @@ def index_interactions(interactions: pd.DataFrame, video_ids: np.ndarray,
     return IndexedInteractions(user=user[keep][order].astype(np.int64), item=item[keep][order].astype(np.int64),
                                weight=interactions["weight"].to_numpy(np.float32)[keep][order],
                                ts=ts[keep][order])
+
+
+@dataclass
+class ModelInputs:
+    """Every catalog video with its features, every user with a valid interaction, and the
+    interactions as index arrays over both (videos in video_id order, users sorted)."""
+
+    items: pd.DataFrame
+    video_ids: np.ndarray
+    user_ids: np.ndarray
+    data: IndexedInteractions
+
+
+def load_model_inputs(wh: config.Warehouse) -> ModelInputs:
+    items = load_items(wh)
+    interactions = load_interactions(wh)
+    video_ids = items[config.VIDEO_ID].to_numpy(object)
+    user_ids = np.sort(interactions[config.USER_ID].unique()).astype(object)
+    return ModelInputs(items, video_ids, user_ids, index_interactions(interactions, video_ids, user_ids))

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import config
-from jobs.model_inputs import index_interactions, load_interactions, load_items
+from jobs.model_inputs import load_model_inputs
 from jobs.serving import production_model
 from jobs.stage import StageError, base_parser, read_counters, run_stage, write_counters
 from jobs.tables import write_arrow_table
@@ -56,15 +56,12 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     version = resolve_model_version(wh, run_date, model_version)
     try:
         artifact = load_artifact(wh.models, version)
-        items = load_items(wh)
-        artifact.check_schema(fit_content_stats(items))
+        inputs = load_model_inputs(wh)
+        artifact.check_schema(fit_content_stats(inputs.items))
     except (FileNotFoundError, SchemaMismatch) as err:
         raise StageError(STAGE, str(err)) from err
 
-    video_ids = items[config.VIDEO_ID].to_numpy(object)
-    interactions = load_interactions(wh)
-    user_ids = np.sort(interactions[config.USER_ID].unique()).astype(object)
-    data = index_interactions(interactions, video_ids, user_ids)
+    items, video_ids, user_ids, data = inputs.items, inputs.video_ids, inputs.user_ids, inputs.data
     content = content_matrix(items, artifact.stats)
 
     # Items and users the model was trained on use their ID embeddings; new ones stand on content.

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from jobs import config
-from jobs.model_inputs import index_interactions, load_interactions, load_items
+from jobs.model_inputs import load_model_inputs
 from jobs.stage import StageError, base_parser, run_stage, write_counters
 
 STAGE = "train"
@@ -30,13 +30,10 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
 
     if not wh.interactions.exists():
         raise StageError(STAGE, f"no interactions table at {wh.interactions}; run ingest first")
-    items = load_items(wh)
-    interactions = load_interactions(wh)
-    if interactions.empty:
+    inputs = load_model_inputs(wh)
+    if not len(inputs.data):
         raise StageError(STAGE, "the interactions table is empty: nothing to learn from")
-    video_ids = items[config.VIDEO_ID].to_numpy(object)
-    user_ids = np.sort(interactions[config.USER_ID].unique()).astype(object)
-    data = index_interactions(interactions, video_ids, user_ids)
+    items, video_ids, user_ids, data = inputs.items, inputs.video_ids, inputs.user_ids, inputs.data
 
     stats = fit_content_stats(items)
     content = content_matrix(items, stats)

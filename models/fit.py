@@ -63,9 +63,11 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
     common = dict(batch_size=settings.batch_size, seed=settings.seed, log=log)
 
     log(f"tower on {len(ranker_slice.train)} interactions (all but each user's last two)")
-    # Early stopping on the second-to-last interactions, the slice the re-ranker then learns from.
-    validate = lambda model: evaluate(encode(model, content, ranker_slice.train, n_users),  # noqa: E731
-                                      ranker_slice, n_users, n_items).get("ndcg@10", 0.0)
+    def validate(model: TwoTower) -> float:
+        """Early stopping on the second-to-last interactions, the slice the re-ranker then learns from."""
+        return evaluate(encode(model, content, ranker_slice.train, n_users), ranker_slice,
+                        n_users, n_items).get("ndcg@10", 0.0)
+
     tower, first = train_two_tower(content, ranker_slice.train, n_users, epochs=settings.epochs,
                                    cfg_overrides=settings.cfg_overrides, validate=validate,
                                    patience=settings.patience, **common)

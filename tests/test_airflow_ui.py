@@ -60,16 +60,12 @@ def http_status(url: str) -> int:
 def airflow_ui(tmp_path_factory):
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("Debian's chromium and chromium-driver are not installed (make test installs them)")
-    from jobs.make_demo_data import catalog_jsonl, interactions_csv
-    from tests.test_model_quality import text_only_catalog
+    from tests.landing import text_only_catalog, write_landing
 
     root = tmp_path_factory.mktemp("airflow-ui")
     wh = config.Warehouse.at(root / "warehouse")
     videos, _, rows = text_only_catalog(seed=4, n_videos=60, n_users=20)
-    wh.landing_catalog.mkdir(parents=True)
-    wh.landing_interactions.mkdir(parents=True)
-    (wh.landing_catalog / "catalog.jsonl").write_text(catalog_jsonl(videos))
-    (wh.landing_interactions / "interactions.csv").write_text(interactions_csv(rows))
+    write_landing(wh, videos, rows)
 
     home, port = root / "airflow-home", free_port()
     home.mkdir()

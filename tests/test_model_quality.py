@@ -3,20 +3,15 @@ and the gate that keeps a broken model's lists from being published."""
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import date
-
 import numpy as np
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
 from jobs import config
-from jobs.make_demo_data import catalog_jsonl, interactions_csv, plan_catalog, simulate_users
 from models.evaluation import Holdout, evaluate, leave_last_out, rank_metrics
 from models.training import IndexedInteractions
-
-RUN_DAY = date(2026, 11, 20)
+from tests.landing import text_only_catalog, write_landing
 
 
 def interactions(users, items, ts=None) -> IndexedInteractions:
@@ -57,13 +52,6 @@ def test_ties_count_at_their_expected_position():
     metrics = evaluate(lambda users: np.ones((len(users), 21)), holdout, n_users=1, n_items=21)
     # 20 unseen videos all tied: the held-out one is expected at rank 1 + 19 / 2 = 10.5.
     assert metrics["hr@10"] == 0.0 and np.isclose(metrics["mrr"], 1 / 10.5)
-
-
-def text_only_catalog(seed: int, n_videos: int, n_users: int):
-    catalog_rng, users_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    videos = [dataclasses.replace(v, has_media=False) for v in plan_catalog(catalog_rng, n_videos, RUN_DAY)]
-    users, rows = simulate_users(users_rng, videos, n_users, RUN_DAY, clip_seconds=3.0)
-    return videos, users, rows
 
 
 def test_cold_start_videos_reach_the_users_whose_taste_they_match():
@@ -109,11 +97,7 @@ def test_gate_blocks_a_model_trained_on_shuffled_interactions(spark, tmp_path):
 
     wh = config.Warehouse.at(tmp_path / "warehouse")
     videos, _, rows = text_only_catalog(seed=5, n_videos=200, n_users=80)
-    wh.landing_catalog.mkdir(parents=True)
-    wh.landing_interactions.mkdir(parents=True)
-    (wh.landing_catalog / "catalog.jsonl").write_text(catalog_jsonl(videos))
-    landing = wh.landing_interactions / "interactions.csv"
-    landing.write_text(interactions_csv(rows))
+    write_landing(wh, videos, rows)
 
     def night(run_date: str) -> None:
         ingest(spark, wh, run_date)
@@ -130,7 +114,7 @@ def test_gate_blocks_a_model_trained_on_shuffled_interactions(spark, tmp_path):
     # Upstream breaks: every interaction now points at a random video.
     shuffled = pd.DataFrame(rows)
     shuffled["video_id"] = np.random.default_rng(0).permutation(shuffled["video_id"].to_numpy())
-    landing.write_text(interactions_csv(shuffled.to_dict("records")))
+    write_landing(wh, videos, shuffled.to_dict("records"))
     with pytest.raises(StageError, match="previous lists stay current"):
         night("2026-11-21")
 

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 
 from jobs import config
 from jobs.stage import StageError
-from tests.test_model_quality import text_only_catalog
+from tests.landing import text_only_catalog, write_landing
 
 pytestmark = pytest.mark.spark
 FIRST_NIGHT = "2026-11-20"
@@ -27,7 +27,6 @@ def current_lists(wh: config.Warehouse, version: int | None = None) -> pd.DataFr
 @pytest.fixture(scope="module")
 def served(spark, tmp_path_factory) -> tuple[config.Warehouse, str]:
     """A warehouse after one full night (top 5), and the model that night trained."""
-    from jobs.make_demo_data import catalog_jsonl, interactions_csv
     from jobs.extract_features import extract
     from jobs.ingest import ingest
     from jobs.publish import publish
@@ -36,10 +35,7 @@ def served(spark, tmp_path_factory) -> tuple[config.Warehouse, str]:
 
     wh = config.Warehouse.at(tmp_path_factory.mktemp("serving") / "warehouse")
     videos, _, rows = text_only_catalog(seed=3, n_videos=120, n_users=50)
-    wh.landing_catalog.mkdir(parents=True)
-    wh.landing_interactions.mkdir(parents=True)
-    (wh.landing_catalog / "catalog.jsonl").write_text(catalog_jsonl(videos))
-    (wh.landing_interactions / "interactions.csv").write_text(interactions_csv(rows))
+    write_landing(wh, videos, rows)
     ingest(spark, wh, FIRST_NIGHT)
     extract(spark, wh, FIRST_NIGHT)
     model_version = train(wh, FIRST_NIGHT, epochs=3)["model_version"]
@@ -166,15 +162,11 @@ def test_backfill_of_three_dates_leaves_three_versions_with_their_run_dates(tmp_
     import subprocess
     import sys
 
-    from jobs.make_demo_data import catalog_jsonl, interactions_csv
     from tests.conftest import PROJECT_ROOT, project_env
 
     wh = config.Warehouse.at(tmp_path / "warehouse")
     videos, _, rows = text_only_catalog(seed=9, n_videos=100, n_users=40)
-    wh.landing_catalog.mkdir(parents=True)
-    wh.landing_interactions.mkdir(parents=True)
-    (wh.landing_catalog / "catalog.jsonl").write_text(catalog_jsonl(videos))
-    (wh.landing_interactions / "interactions.csv").write_text(interactions_csv(rows))
+    write_landing(wh, videos, rows)
     done = subprocess.run([sys.executable, "-m", "jobs.backfill", "--from", "2026-11-18", "--to", "2026-11-20",
                            "--warehouse", str(wh.root), "--top-n", "4", "--epochs", "3",
                            # 40 users make a noisy held-out NDCG night to night; the gate has its own test.

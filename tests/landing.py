@@ -1,0 +1,30 @@
+"""Generated text-only landing zones: the demo generator's catalog and simulated users without
+rendering clips, for tests about the model, the serving table and Airflow rather than media."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import numpy as np
+
+from jobs import config
+from jobs.make_demo_data import catalog_jsonl, interactions_csv, plan_catalog, simulate_users
+
+RUN_DAY = date(2026, 11, 20)
+
+
+def text_only_catalog(seed: int, n_videos: int, n_users: int):
+    """(videos without media, users with their genre tastes, interaction rows), deterministic."""
+    catalog_rng, users_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    videos = [dataclasses.replace(v, has_media=False) for v in plan_catalog(catalog_rng, n_videos, RUN_DAY)]
+    users, rows = simulate_users(users_rng, videos, n_users, RUN_DAY, clip_seconds=3.0)
+    return videos, users, rows
+
+
+def write_landing(wh: config.Warehouse, videos, rows: list[dict]) -> None:
+    """Write the catalog and interactions as landing files (replacing earlier ones)."""
+    wh.landing_catalog.mkdir(parents=True, exist_ok=True)
+    wh.landing_interactions.mkdir(parents=True, exist_ok=True)
+    (wh.landing_catalog / "catalog.jsonl").write_text(catalog_jsonl(videos))
+    (wh.landing_interactions / "interactions.csv").write_text(interactions_csv(rows))
