@@ -39,6 +39,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = os.environ.get("VREC_PYTHON", sys.executable)
 DEFAULT_WAREHOUSE = os.environ.get("VREC_WAREHOUSE", str(PROJECT_ROOT / "warehouse"))
 SPARK_CONN_ID = os.environ.get("VREC_SPARK_CONN_ID", "spark_default")
+# Cluster resources of the Spark stages (unset: Spark's defaults, right for local[*]); the master
+# and deploy mode come from the connection.
+SPARK_RESOURCES = {name: cast(os.environ[variable]) for name, variable, cast in (
+    ("executor_memory", "VREC_SPARK_EXECUTOR_MEMORY", str), ("executor_cores", "VREC_SPARK_EXECUTOR_CORES", int),
+    ("num_executors", "VREC_SPARK_NUM_EXECUTORS", int), ("driver_memory", "VREC_SPARK_DRIVER_MEMORY", str),
+) if os.environ.get(variable)}
 
 # What downstream DAGs schedule on: updated by a successful extract_features / publish.
 VIDEO_FEATURES = Asset(name="video_recs_video_features", uri=f"file://{DEFAULT_WAREHOUSE}/tables/video_features")
@@ -98,6 +104,7 @@ def spark_stage(task_id: str, extra_args: list[str] | None = None, **kwargs) -> 
         name=f"vrec-{task_id}",
         env_vars=STAGE_ENV,
         conf={"spark.pyspark.python": PYTHON, "spark.sql.session.timeZone": "UTC"},
+        **SPARK_RESOURCES,
         **kwargs,
     )
 

@@ -49,6 +49,7 @@ def _probe(path: Path) -> dict:
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
 def test_dag_file_imports_light_and_every_task_is_guarded(path):
     result = _probe(path)
+    assert result["seconds"] < 2.0, result["seconds"]
     assert result["heavy"] == []
     assert result["dags"], "a DAG file must define a DAG"
     for dag in result["dags"]:
