@@ -57,6 +57,8 @@ DEFAULT_EPOCHS = int(_env("EPOCHS", "12"))
 # Earlier nights of the serving table stay readable (and can be rolled back to) this long; older
 # files are vacuumed after each publish and rollback.
 DEFAULT_RETENTION_DAYS = float(_env("RETENTION_DAYS", "30"))
+# run_nightly refuses to start with less free space than this in the warehouse's file system.
+DEFAULT_MIN_FREE_MIB = int(_env("MIN_FREE_MIB", "100"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 DEFAULT_SEED = int(_env("SEED", "7"))
 # An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float

@@ -10,7 +10,10 @@ line on stdout is the run's counters as one JSON object.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 import sys
 import time
 import traceback
@@ -44,6 +47,45 @@ def _stages(args, wh: config.Warehouse):
     ]
 
 
+def preflight(wh: config.Warehouse) -> None:
+    """Fail before any work when the warehouse cannot be written or has too little space left."""
+    for directory in (wh.root / "tables", wh.root / "runs"):
+        probe = directory / f".write-probe-{os.getpid()}"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as err:
+            raise StageError("preflight", f"cannot write to {directory}: {err.strerror or err}") from err
+    free_mib = shutil.disk_usage(wh.root).free / 2**20
+    if free_mib < config.DEFAULT_MIN_FREE_MIB:
+        raise StageError("preflight", f"only {free_mib:.0f} MiB free at {wh.root}; the run needs at least "
+                                      f"{config.DEFAULT_MIN_FREE_MIB} MiB (VREC_MIN_FREE_MIB)")
+
+
+def describe(err: Exception, wh: config.Warehouse) -> str:
+    """One line for an unexpected failure: a full disk says so and where; else the error's first line
+    (a Spark failure's message carries a whole Java stack)."""
+    text = str(err)
+    if "No space left on device" in text or getattr(err, "errno", None) == errno.ENOSPC:
+        return f"no space left on device under {wh.root}"
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.strerror or type(err).__name__}: {err.filename}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}"
+
+
+def keep_traceback(wh: config.Warehouse, run_date: str) -> str:
+    """Save the traceback for whoever investigates; where it went, for the error line."""
+    log = wh.run_dir(run_date) / "error.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+    except OSError:  # the warehouse itself may be what failed
+        return ""
+    return f" (traceback in {log})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
@@ -63,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_training and not args.model_version:
         args.model_version = "production"   # score with the model that serves now
     wh = config.Warehouse.at(args.warehouse)
+    try:
+        preflight(wh)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
     from jobs.report import run_summary
 
@@ -76,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         except Exception as err:  # noqa: BLE001 -- any failure must end as one clear line, not a dump
-            log = wh.run_dir(args.run_date) / "error.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(traceback.format_exc())
-            print(f"error: [{name}] {type(err).__name__}: {err} (traceback in {log})", file=sys.stderr)
+            print(f"error: [{name}] {describe(err, wh)}{keep_traceback(wh, args.run_date)}", file=sys.stderr)
             return 1
         print(f"stage {name} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     print(json.dumps(run_summary(wh, args.run_date), sort_keys=True))
