@@ -1,9 +1,12 @@
-"""A warehouse that cannot be written, or fills up, ends the run with one clear line naming the path."""
+"""Faults: a warehouse that cannot be written, or fills up, ends the run with one clear line naming
+the path; `kill -9` during feature extraction or during publish loses and duplicates nothing, and
+readers only ever see a whole night."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -62,3 +65,99 @@ def test_full_warehouse_ends_with_one_line_naming_it(tmp_path, size, min_free_mi
     errors = error_lines(done)
     assert len(errors) == 1, done.stderr[-3000:]
     assert errors[0].endswith(expected.format(root=root)), errors
+
+
+def killed_when(command: list[str], moment, timeout: float = 300.0) -> bool:
+    """Run `command` and SIGKILL its whole process group (Spark's JVM and workers too) as soon as
+    `moment()` is true; True when it was killed, False when it ended first."""
+    import os
+    import signal
+
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=project_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if moment():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.05)
+    process.wait()
+    return False
+
+
+def killed_after(command: list[str], seconds: float) -> bool:
+    started = time.monotonic()
+    return killed_when(command, lambda: time.monotonic() - started > seconds)
+
+
+@pytest.mark.slow
+def test_kill_during_feature_extraction_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    from jobs.tables import read_table
+
+    wh = config.Warehouse.at(tmp_path / "warehouse")
+    subprocess.run([sys.executable, "-m", "jobs.make_demo_data", "--warehouse", str(wh.root), "--videos", "24",
+                    "--users", "10", "--clip-seconds", "1", "--seed", "3"], check=True, cwd=PROJECT_ROOT,
+                   env=project_env(), capture_output=True)
+    stage = [sys.executable, "-m", "jobs.{}", "--warehouse", str(wh.root), "--run-date", RUN_DATE]
+    subprocess.run([part.format("ingest") for part in stage], check=True, cwd=PROJECT_ROOT, env=project_env(),
+                   capture_output=True)
+    extract = [part.format("extract_features") for part in stage]
+    # Killed in the middle: once Spark has started the job that decodes and writes the new table
+    # beside the current one.
+    writing = wh.root / "tables" / f".video_features.staging-{RUN_DATE}"
+    assert killed_when(extract, writing.exists), "extraction finished before it could be killed"
+
+    done = subprocess.run(extract, cwd=PROJECT_ROOT, env=project_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    features = read_table(wh.video_features).to_pandas()
+    catalog = read_table(wh.catalog, ["video_id", "uri"]).to_pandas()
+    assert sorted(features["video_id"]) == sorted(catalog["video_id"])        # each video once
+    with_media = set(catalog.loc[catalog["uri"].fillna("") != "", "video_id"])
+    assert set(features.loc[features["has_video"], "video_id"]) == with_media
+    assert not any(p.name.startswith(".") and "staging" in p.name for p in wh.root.joinpath("tables").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_kill_during_publish_leaves_readers_a_whole_night(spark, tmp_path):
+    from deltalake import DeltaTable
+
+    from jobs.extract_features import extract
+    from jobs.ingest import ingest
+    from jobs.publish import publish
+    from jobs.score import score
+    from jobs.train import train
+
+    wh = config.Warehouse.at(tmp_path / "warehouse")
+    videos, _, rows = text_only_catalog(seed=6, n_videos=80, n_users=40)
+    write_landing(wh, videos, rows)
+    ingest(spark, wh, RUN_DATE)
+    extract(spark, wh, RUN_DATE)
+    version = train(wh, RUN_DATE, epochs=2)["model_version"]
+    score(wh, RUN_DATE, top_n=5)
+    publish(wh, RUN_DATE, top_n=5)
+    score(wh, "2026-11-21", top_n=3, model_version=version)
+    score(wh, "2026-11-22", top_n=4, model_version=version)
+
+    def publish_command(run_date: str, top_n: int) -> list[str]:
+        return [sys.executable, "-m", "jobs.publish", "--warehouse", str(wh.root), "--run-date", run_date,
+                "--top-n", str(top_n)]
+
+    # How long a whole publish takes (start-up included), so the kills below land all through it.
+    started = time.monotonic()
+    subprocess.run(publish_command("2026-11-22", 4), check=True, cwd=PROJECT_ROOT, env=project_env(),
+                   capture_output=True)
+    whole = time.monotonic() - started
+    sizes = {"2026-11-21": 3, "2026-11-22": 4}
+    for share in (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98):
+        killed_after(publish_command("2026-11-21", 3), share * whole)
+        lists = DeltaTable(str(wh.recommendations)).to_pandas()
+        nights = set(lists["run_date"].astype(str))
+        assert len(nights) == 1, nights
+        assert lists.groupby("user_id").size().eq(sizes[nights.pop()]).all()
+    done = subprocess.run(publish_command("2026-11-21", 3), cwd=PROJECT_ROOT, env=project_env(),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lists = DeltaTable(str(wh.recommendations)).to_pandas()
+    assert set(lists["run_date"].astype(str)) == {"2026-11-21"} and lists.groupby("user_id").size().eq(3).all()
