@@ -59,6 +59,8 @@ DEFAULT_EPOCHS = int(_env("EPOCHS", "12"))
 DEFAULT_RETENTION_DAYS = float(_env("RETENTION_DAYS", "30"))
 # run_nightly refuses to start with less free space than this in the warehouse's file system.
 DEFAULT_MIN_FREE_MIB = int(_env("MIN_FREE_MIB", "100"))
+# Held-out evaluation (and early stopping) measures at most this many users, a seeded sample.
+DEFAULT_MAX_EVAL_USERS = int(_env("MAX_EVAL_USERS", "20000"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 DEFAULT_SEED = int(_env("SEED", "7"))
 # An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float

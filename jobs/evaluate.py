@@ -28,13 +28,13 @@ STAGE = "evaluate"
 GATE_METRIC = "ndcg@10"
 
 
-def baseline_metrics(wh: config.Warehouse, seed: int) -> dict[str, dict]:
+def baseline_metrics(wh: config.Warehouse, seed: int, max_eval_users: int | None) -> dict[str, dict]:
     from models.baselines import fit_baselines
     from models.evaluation import evaluate, leave_last_out
 
     inputs = load_model_inputs(wh)
     n_users, n_items = len(inputs.user_ids), len(inputs.video_ids)
-    holdout = leave_last_out(inputs.data, n_items)
+    holdout = leave_last_out(inputs.data, n_items, max_eval_users, seed)
     baselines = fit_baselines(holdout.train, n_users, n_items, seed=seed)
     return {name: evaluate(scorer, holdout, n_users, n_items) for name, scorer in baselines.items()}
 
@@ -81,7 +81,9 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
         raise StageError(STAGE, f"no model trained for {run_date}; run train first")
     meta = json.loads((wh.models / version / "model.json").read_text())
     method = meta.get("published_method", "two_tower")
-    evaluation = {**meta.get("evaluation", {}), **baseline_metrics(wh, seed)}
+    # The slice the train stage measured the model on: its seed and sample of users.
+    evaluation = {**meta.get("evaluation", {}),
+                  **baseline_metrics(wh, meta.get("seed", seed), meta.get("max_eval_users"))}
 
     tonight = metric_rows(run_date, version, evaluation, method)
     write_arrow_table(pa.Table.from_pandas(tonight, preserve_index=False), wh.model_metrics / run_date, run_date)

@@ -33,6 +33,7 @@ class FitSettings:
     fine_tune_epochs: int = 2
     batch_size: int = 512
     candidates: int = 200
+    max_eval_users: int | None = None   # None: every user
     seed: int = 7
     cfg_overrides: dict = field(default_factory=dict)
 
@@ -58,8 +59,8 @@ def ranker_context(data: IndexedInteractions, content: np.ndarray, n_users: int)
 def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: int,
                      settings: FitSettings = FitSettings(), log=print) -> FitResult:
     n_items = content.shape[0]
-    evaluation_slice = leave_last_out(data, n_items)
-    ranker_slice = leave_last_out(evaluation_slice.train, n_items)
+    evaluation_slice = leave_last_out(data, n_items, settings.max_eval_users, settings.seed)
+    ranker_slice = leave_last_out(evaluation_slice.train, n_items, settings.max_eval_users, settings.seed)
     common = dict(batch_size=settings.batch_size, seed=settings.seed, log=log)
 
     log(f"tower on {len(ranker_slice.train)} interactions (all but each user's last two)")

@@ -36,6 +36,14 @@ def test_leave_last_out_holds_out_each_users_latest_and_keeps_single_interaction
     assert list(holdout.cold) == [False, True]      # video 5 has no training interaction
 
 
+def test_leave_last_out_sample_of_users_keeps_the_others_whole_in_training():
+    data = interactions([0, 0, 0, 1, 2, 2], [3, 1, 4, 4, 0, 5])
+    holdout = leave_last_out(data, n_items=6, max_users=1, seed=3)
+    assert len(holdout.users) == 1 and holdout.users[0] in (0, 2)
+    assert len(holdout.train) == len(data) - 1
+    assert np.array_equal(leave_last_out(data, 6, max_users=1, seed=3).users, holdout.users)   # seeded
+
+
 def test_perfect_scorer_scores_one_and_seen_videos_do_not_count():
     holdout = Holdout(train=interactions([0, 0, 1], [0, 1, 2]), users=np.array([0, 1]), items=np.array([3, 4]),
                       cold=np.array([True, True]))
