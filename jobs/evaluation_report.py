@@ -79,7 +79,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 every method ranks the whole catalog with the user's other videos excluded.</p>
 <p><b>Gate:</b> {html.escape(verdict)}</p>
 <h2>Tonight, held-out slice</h2>
-{wide.to_html(float_format=lambda v: f"{v:.4f}")}
+{wide.to_html(float_format=lambda v: f"{v:.0f}" if v >= 1 and float(v).is_integer() else f"{v:.4f}")}
 {_comparison_plot(tonight)}
 <h2>History</h2>
 {_history_plot(pd.concat([published, baselines]))}
