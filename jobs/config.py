@@ -34,6 +34,8 @@ GENERATED_AT = "generated_at"
 RECOMMENDATION_COLUMNS = (USER_ID, RANK, VIDEO_ID, SCORE, MODEL_VERSION, RUN_DATE, GENERATED_AT)
 
 DEFAULT_EVENT = "view"
+# A model version that means "the model whose lists are being served now".
+PRODUCTION_MODEL = "production"
 # How strongly each event says "this user wants this kind of video"; unknown events count as a view.
 EVENT_WEIGHTS = {"view": 1.0, "complete": 1.5, "like": 2.0, "share": 2.0, "skip": 0.25}
 

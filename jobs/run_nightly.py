@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-refresh", action="store_true", help="decode every video again")
     parser.add_argument("--skip-training", action="store_true",
                         help="score with --model-version (default: the production model) instead of training")
-    parser.add_argument("--model-version", default=None, help="score with this model ('production': the one serving now)")
+    parser.add_argument("--model-version", default=None,
+                        help=f"score with this model ({config.PRODUCTION_MODEL!r}: the one serving now)")
     parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE)
     parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE)
     parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-timeout-s", type=float, default=config.DecodeLimits.timeout_s)
     args = parser.parse_args(argv)
     if args.skip_training and not args.model_version:
-        args.model_version = "production"   # score with the model that serves now
+        args.model_version = config.PRODUCTION_MODEL   # score with the model that serves now
     wh = config.Warehouse.at(args.warehouse)
     try:
         preflight(wh)

@@ -23,12 +23,9 @@ from jobs.tables import write_arrow_table
 STAGE = "score"
 
 
-PRODUCTION = "production"
-
-
 def resolve_model_version(wh: config.Warehouse, run_date: str, pinned: str | None) -> str:
     """A pinned version; `production` for the model serving now; else the one trained tonight."""
-    if pinned == PRODUCTION:
+    if pinned == config.PRODUCTION_MODEL:
         current = production_model(wh)
         if current is None:
             raise StageError(STAGE, f"no production model: nothing is published at {wh.recommendations} yet")
@@ -106,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
     parser.add_argument("--model-version", default=None,
-                        help=f"score with this model instead of tonight's ({PRODUCTION!r}: the one serving now)")
+                        help=f"score with this model instead of tonight's "
+                             f"({config.PRODUCTION_MODEL!r}: the one serving now)")
     args = parser.parse_args(argv)
     return run_stage(STAGE, lambda: score(config.Warehouse.at(args.warehouse), args.run_date,
                                           top_n=args.top_n, model_version=args.model_version))

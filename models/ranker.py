@@ -65,9 +65,10 @@ class RankerContext:
         """(len(users) * C, len(FEATURES)) rows, user-major, for a (len(users), C) candidate block."""
         n_users, n_cand = candidates.shape
         rows = np.arange(n_users)[:, None]
-        knn_recent = np.asarray((self.recent[users] @ self.similarity).todense())[rows, candidates]
+        recent = self.recent[users]
+        knn_recent = np.asarray((recent @ self.similarity).todense())[rows, candidates]
         knn_history = np.asarray((self.history[users] @ self.similarity).todense())[rows, candidates]
-        profile = np.asarray(self.recent[users] @ self.content)
+        profile = np.asarray(recent @ self.content)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
         content_similarity = np.einsum("ud,ucd->uc", profile, self.content[candidates])
         activity = self.user_activity[users][:, None]
@@ -79,13 +80,13 @@ class RankerContext:
 
 
 def top_candidates(tower: Scorer, ctx: RankerContext, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(all tower scores, best `n` unseen items sorted by score, their scores) for a block of users."""
-    scores = np.array(tower(users), np.float64, copy=True)
-    masked = scores.copy()
-    exclude_seen(masked, users, ctx.indptr, ctx.seen)
+    """(tower scores with seen videos at -inf, best `n` unseen items sorted by score, their scores)
+    for a block of users."""
+    scores = np.array(tower(users), np.float64)   # a copy: the tower may hand out a reused buffer
+    exclude_seen(scores, users, ctx.indptr, ctx.seen)
     n = min(n, scores.shape[1])
-    best = np.argpartition(-masked, n - 1, axis=1)[:, :n]
-    best_scores = np.take_along_axis(masked, best, axis=1)
+    best = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    best_scores = np.take_along_axis(scores, best, axis=1)
     order = np.argsort(-best_scores, axis=1, kind="stable")
     return scores, np.take_along_axis(best, order, axis=1), np.take_along_axis(best_scores, order, axis=1)
 
@@ -120,7 +121,8 @@ def fit_ranker(tower: Scorer, ctx: RankerContext, users: np.ndarray, targets: np
 
 
 class Reranked:
-    """A scorer: the ranker's order over the tower's candidates, the tower's order below them."""
+    """A scorer: the ranker's order over the tower's candidates, the tower's order below them
+    (seen videos come back at -inf; every consumer of a scorer excludes them anyway)."""
 
     def __init__(self, tower: Scorer, ranker, ctx: RankerContext, candidates: int = 200):
         self.tower, self.ranker, self.ctx, self.candidates = tower, ranker, ctx, candidates

@@ -28,3 +28,19 @@ def write_landing(wh: config.Warehouse, videos, rows: list[dict]) -> None:
     wh.landing_interactions.mkdir(parents=True, exist_ok=True)
     (wh.landing_catalog / "catalog.jsonl").write_text(catalog_jsonl(videos))
     (wh.landing_interactions / "interactions.csv").write_text(interactions_csv(rows))
+
+
+def publish_first_night(spark, wh: config.Warehouse, run_date: str, *, top_n: int, epochs: int) -> str:
+    """ingest, extract, train, score and publish in this process; returns the model version."""
+    from jobs.extract_features import extract
+    from jobs.ingest import ingest
+    from jobs.publish import publish
+    from jobs.score import score
+    from jobs.train import train
+
+    ingest(spark, wh, run_date)
+    extract(spark, wh, run_date)
+    model_version = train(wh, run_date, epochs=epochs)["model_version"]
+    score(wh, run_date, top_n=top_n)
+    publish(wh, run_date, top_n=top_n)
+    return model_version

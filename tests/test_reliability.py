@@ -12,7 +12,7 @@ import pytest
 
 from jobs import config
 from tests.conftest import PROJECT_ROOT, project_env
-from tests.landing import text_only_catalog, write_landing
+from tests.landing import publish_first_night, text_only_catalog, write_landing
 
 RUN_DATE = "2026-11-20"
 
@@ -123,20 +123,12 @@ def test_kill_during_feature_extraction_then_rerun_loses_and_duplicates_nothing(
 def test_kill_during_publish_leaves_readers_a_whole_night(spark, tmp_path):
     from deltalake import DeltaTable
 
-    from jobs.extract_features import extract
-    from jobs.ingest import ingest
-    from jobs.publish import publish
     from jobs.score import score
-    from jobs.train import train
 
     wh = config.Warehouse.at(tmp_path / "warehouse")
     videos, _, rows = text_only_catalog(seed=6, n_videos=80, n_users=40)
     write_landing(wh, videos, rows)
-    ingest(spark, wh, RUN_DATE)
-    extract(spark, wh, RUN_DATE)
-    version = train(wh, RUN_DATE, epochs=2)["model_version"]
-    score(wh, RUN_DATE, top_n=5)
-    publish(wh, RUN_DATE, top_n=5)
+    version = publish_first_night(spark, wh, RUN_DATE, top_n=5, epochs=2)
     score(wh, "2026-11-21", top_n=3, model_version=version)
     score(wh, "2026-11-22", top_n=4, model_version=version)
 

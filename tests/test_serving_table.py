@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 
 from jobs import config
 from jobs.stage import StageError
-from tests.landing import text_only_catalog, write_landing
+from tests.landing import publish_first_night, text_only_catalog, write_landing
 
 pytestmark = pytest.mark.spark
 FIRST_NIGHT = "2026-11-20"
@@ -27,21 +27,10 @@ def current_lists(wh: config.Warehouse, version: int | None = None) -> pd.DataFr
 @pytest.fixture(scope="module")
 def served(spark, tmp_path_factory) -> tuple[config.Warehouse, str]:
     """A warehouse after one full night (top 5), and the model that night trained."""
-    from jobs.extract_features import extract
-    from jobs.ingest import ingest
-    from jobs.publish import publish
-    from jobs.score import score
-    from jobs.train import train
-
     wh = config.Warehouse.at(tmp_path_factory.mktemp("serving") / "warehouse")
     videos, _, rows = text_only_catalog(seed=3, n_videos=120, n_users=50)
     write_landing(wh, videos, rows)
-    ingest(spark, wh, FIRST_NIGHT)
-    extract(spark, wh, FIRST_NIGHT)
-    model_version = train(wh, FIRST_NIGHT, epochs=3)["model_version"]
-    score(wh, FIRST_NIGHT, top_n=5)
-    publish(wh, FIRST_NIGHT, top_n=5)
-    return wh, model_version
+    return wh, publish_first_night(spark, wh, FIRST_NIGHT, top_n=5, epochs=3)
 
 
 def night(wh: config.Warehouse, model_version: str, run_date: str, top_n: int) -> None:
