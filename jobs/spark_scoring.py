@@ -29,11 +29,12 @@ def users_frame(spark, user_vectors: np.ndarray, seen_indptr: np.ndarray, seen_i
         partitions, "user_idx")
 
 
-def spark_top_n(users, item_vectors: np.ndarray, n: int, block_size: int = 2048):
+def spark_top_n(users, item_vectors: np.ndarray, n: int, block_size: int | None = None):
     """Best `n` items per user row of `users` (see `users_frame`) as (user_idx, rank, item_idx, score)."""
     from models.scoring import TowerVectors
-    from models.topn import top_n
+    from models.topn import DEFAULT_BLOCK, top_n
 
+    block_size = block_size or DEFAULT_BLOCK
     broadcast = users.sparkSession.sparkContext.broadcast(np.ascontiguousarray(item_vectors, np.float32))
 
     def score_partition(batches):

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import sparse
 
 from models.evaluation import Scorer, exclude_seen, seen_csr
+from models.topn import select_top
 from models.training import IndexedInteractions
 
 FEATURES = ("tower_score", "tower_rank", "log_popularity", "log_recent_popularity", "age_days",
@@ -84,11 +85,8 @@ def top_candidates(tower: Scorer, ctx: RankerContext, users: np.ndarray, n: int)
     for a block of users."""
     scores = np.array(tower(users), np.float64)   # a copy: the tower may hand out a reused buffer
     exclude_seen(scores, users, ctx.indptr, ctx.seen)
-    n = min(n, scores.shape[1])
-    best = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    best_scores = np.take_along_axis(scores, best, axis=1)
-    order = np.argsort(-best_scores, axis=1, kind="stable")
-    return scores, np.take_along_axis(best, order, axis=1), np.take_along_axis(best_scores, order, axis=1)
+    best, best_scores = select_top(scores, n)
+    return scores, best, best_scores
 
 
 def fit_ranker(tower: Scorer, ctx: RankerContext, users: np.ndarray, targets: np.ndarray, *,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from models.topn import top_n
+from models.topn import select_top, top_n
 
 
 def _csr(seen: list[list[int]]):
@@ -29,3 +29,28 @@ def test_fewer_eligible_videos_than_n_leaves_an_empty_tail():
     got_items, got_scores = top_n(lambda u: users[u] @ items.T, 1, np.array([0, 1]), np.array([2]), n=5)
     assert list(got_items[0]) == [0, 1, -1, -1, -1] or list(got_items[0]) == [1, 0, -1, -1, -1]
     assert np.isneginf(got_scores[0, 2:]).all()
+
+
+def _reference(row: np.ndarray, k: int) -> np.ndarray:
+    """Best k columns, equal scores by column, NaN never chosen, -inf only when nothing else is left."""
+    order = np.argsort(-np.nan_to_num(row, nan=-np.inf), kind="stable")
+    return order[~np.isnan(row[order])][:k]
+
+
+def test_select_top_is_exact_on_ties_nan_and_every_catalog_size():
+    rng = np.random.default_rng(1)
+    for n_items, k, dtype in [(50_000, 100, np.float32), (3_001, 100, np.float64), (1_700, 100, np.float32),
+                              (99, 100, np.float32), (16, 3, np.float64), (1, 5, np.float32)]:
+        scores = rng.normal(size=(6, n_items)).astype(dtype)
+        scores[1] = np.round(scores[1])   # a few distinct values: ties at the cut-off
+        scores[2, ::3] = np.nan
+        scores[3, 5:] = -np.inf           # fewer finite scores than k
+        scores[4] = 0.0                   # nothing but ties
+        items, best = select_top(scores, k)
+        assert items.shape == best.shape == (6, min(k, n_items)) and best.dtype == dtype
+        for r in range(6):
+            expected = _reference(scores[r], k)
+            finite = np.isfinite(scores[r, expected])
+            assert list(items[r, :len(expected)][finite]) == list(expected[finite]), (n_items, k, r)
+            assert (items[r, len(expected):] == -1).all() and np.isneginf(best[r, len(expected):]).all()
+            assert np.array_equal(best[r, :len(expected)][finite], scores[r, expected][finite])
