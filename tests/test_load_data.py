@@ -1,0 +1,22 @@
+"""The load benchmark's generator: the landing zone it writes is a valid nightly input."""
+
+import json
+
+import pandas as pd
+
+from jobs import make_load_data
+
+
+def test_generated_landing_has_unique_time_ordered_interactions_after_publication(tmp_path):
+    assert make_load_data.main(["--warehouse", str(tmp_path), "--videos", "400", "--users", "300",
+                                "--interactions", "3000", "--media", "0"]) == 0
+    catalog = pd.DataFrame([json.loads(line) for line in
+                            (tmp_path / "landing/catalog/catalog.jsonl").read_text().splitlines()])
+    events = pd.read_csv(tmp_path / "landing/interactions/interactions.csv")
+    assert len(catalog) == 400 and (catalog["uri"] == "").all()
+    assert 1500 < len(events) <= 3000 and not events.duplicated(["user_id", "video_id"]).any()
+    assert events.groupby("user_id")["ts"].apply(lambda ts: ts.is_monotonic_increasing).all()
+    published = events["video_id"].map(catalog.set_index("video_id")["published_at"])
+    assert (pd.to_datetime(events["ts"]) >= pd.to_datetime(published)).all()
+    assert (pd.to_datetime(events["ts"]) < pd.Timestamp("2026-11-20", tz="UTC")).all()
+    assert set(events["event"]) <= {"view", "like", "complete", "share", "skip"}
