@@ -34,8 +34,15 @@ class FitSettings:
     batch_size: int = 512
     candidates: int = 200
     max_eval_users: int | None = None   # None: every user
+    # Steps between refreshes of the item table the histories read (see train_two_tower); None:
+    # exact gradients through histories up to EXACT_HISTORY_MAX_ITEMS videos, a refresh every 100
+    # steps above (a batch would otherwise encode up to batch x history distinct videos).
+    history_refresh_steps: int | None = None
     seed: int = 7
     cfg_overrides: dict = field(default_factory=dict)
+
+
+EXACT_HISTORY_MAX_ITEMS = 5_000
 
 
 @dataclass
@@ -61,7 +68,10 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
     n_items = content.shape[0]
     evaluation_slice = leave_last_out(data, n_items, settings.max_eval_users, settings.seed)
     ranker_slice = leave_last_out(evaluation_slice.train, n_items, settings.max_eval_users, settings.seed)
-    common = dict(batch_size=settings.batch_size, seed=settings.seed, log=log)
+    refresh = settings.history_refresh_steps
+    if refresh is None:
+        refresh = 0 if n_items <= EXACT_HISTORY_MAX_ITEMS else 100
+    common = dict(batch_size=settings.batch_size, seed=settings.seed, history_refresh_steps=refresh, log=log)
 
     log(f"tower on {len(ranker_slice.train)} interactions (all but each user's last two)")
     def validate(model: TwoTower) -> float:
@@ -100,5 +110,6 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
                 "epochs": first["epochs"], "best_epoch": first.get("best_epoch"),
                 "validation_ndcg@10": first.get("validation"), "fine_tune_epochs": settings.fine_tune_epochs,
                 "epoch_losses": first["epoch_losses"] + second["epoch_losses"] + third["epoch_losses"],
-                "train_examples": len(data), "ranker_used": ranker is not None, **ranker_stats}
+                "train_examples": len(data), "ranker_used": ranker is not None,
+                "history_refresh_steps": refresh, **ranker_stats}
     return FitResult(tower, ranker, evaluation, training)

@@ -80,8 +80,15 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                     batch_size: int = 512, lr: float = 2e-3, weight_decay: float = 1e-5, seed: int = 7,
                     cfg_overrides: dict | None = None, device: torch.device | None = None,
                     init: TwoTower | None = None, validate: Callable[[TwoTower], float] | None = None,
-                    patience: int = 2, log=print) -> tuple[TwoTower, dict]:
+                    patience: int = 2, history_refresh_steps: int = 0,
+                    log=print) -> tuple[TwoTower, dict]:
     """Fit the model on all of `data`; returns the model (on CPU, eval mode) and training metrics.
+
+    With `history_refresh_steps` > 0, the history side of each batch reads item vectors from a
+    table of every item's vector, recomputed without gradients every that many steps, and only the
+    batch's targets go through the item tower with gradients. A batch then costs the same at 50,000
+    videos as at 1,000, where otherwise every distinct history video (up to batch x history) would
+    be encoded, CNN branches included. 0 (the default): exact gradients through the histories.
 
     With `init`, training continues from a copy of that model (fine-tuning on newer data). With
     `validate` (model -> score, higher is better), training stops once `patience` epochs in a row
@@ -116,6 +123,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
 
     started = time.perf_counter()
     epoch_losses, scores, best_state = [], [], None
+    step, history_table = 0, None
     try:
         for epoch in range(epochs):
             model.train()
@@ -125,8 +133,12 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                 batch = order[begin: begin + batch_size]
                 if len(batch) < 2:
                     continue
+                if history_refresh_steps and step % history_refresh_steps == 0:
+                    history_table = _item_table(model, warm)
+                step += 1
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = _batch_loss(model, {k: v[batch] for k, v in tensors.items()}, warm, log_q, cfg)
+                    loss = _batch_loss(model, {k: v[batch] for k, v in tensors.items()}, warm, log_q, cfg,
+                                       history_table)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -158,16 +170,30 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     return model.cpu(), metrics
 
 
+def _item_table(model: TwoTower, warm: torch.Tensor, block_size: int = 8192) -> torch.Tensor:
+    """Every item's vector as the model stands now, without gradients (dropout off)."""
+    model.eval()
+    with torch.no_grad():
+        items = torch.arange(model.cfg.n_items, device=warm.device)
+        table = torch.cat([model.item_vectors(items[b:b + block_size], warm[b:b + block_size])
+                           for b in range(0, len(items), block_size)])
+    model.train()
+    return table
+
+
 def _batch_loss(model: TwoTower, batch: dict, warm: torch.Tensor, log_q: torch.Tensor,
-                cfg: TowerConfig) -> torch.Tensor:
+                cfg: TowerConfig, history_table: torch.Tensor | None = None) -> torch.Tensor:
     targets = batch["item"]
     # Encode each distinct item of the batch once, then gather for histories and targets.
-    unique, inverse = torch.unique(torch.cat([batch["hist_items"].flatten(), targets]), return_inverse=True)
+    encoded = targets if history_table is not None else torch.cat([batch["hist_items"].flatten(), targets])
+    unique, inverse = torch.unique(encoded, return_inverse=True)
     keep_id = torch.rand(unique.shape, device=unique.device) >= cfg.id_dropout
     vectors = model.item_vectors(unique, warm[unique] & keep_id)
-    n_hist = batch["hist_items"].numel()
-    history_vectors = vectors[inverse[:n_hist]].view(*batch["hist_items"].shape, -1)
-    target_vectors = vectors[inverse[n_hist:]]
+    target_vectors = vectors[inverse[-len(targets):]]
+    if history_table is not None:
+        history_vectors = history_table[batch["hist_items"]]
+    else:
+        history_vectors = vectors[inverse[:-len(targets)]].view(*batch["hist_items"].shape, -1)
     users = model.user_vectors(batch["user"], history_vectors, batch["hist_weights"])
     logits = users @ target_vectors.T / cfg.temperature - log_q[targets].unsqueeze(0)
     # Another row with the same target video is not a negative for this row.

@@ -62,8 +62,10 @@ def test_ties_count_at_their_expected_position():
     assert metrics["hr@10"] == 0.0 and np.isclose(metrics["mrr"], 1 / 10.5)
 
 
-def test_cold_start_videos_reach_the_users_whose_taste_they_match():
-    """Videos with no interactions, placed by their text alone, go to users of their genre."""
+@pytest.mark.parametrize("history_refresh_steps", [0, 5], ids=["exact-histories", "history-table"])
+def test_cold_start_videos_reach_the_users_whose_taste_they_match(history_refresh_steps):
+    """Videos with no interactions, placed by their text alone, go to users of their genre, whether
+    histories are encoded with gradients or read from the refreshed item table (large catalogs)."""
     from features.text import TextEmbedder, video_text
     from models.content import content_matrix, fit_content_stats
     from models.scoring import encode
@@ -79,7 +81,8 @@ def test_cold_start_videos_reach_the_users_whose_taste_they_match():
     user_ids = np.array([u.user_id for u in users], object)
     data = interactions(pd.Index(user_ids).get_indexer(frame["user_id"]),
                         pd.Index(video_ids).get_indexer(frame["video_id"]))
-    model, _ = train_two_tower(content, data, len(user_ids), epochs=8, seed=7, log=lambda line: None)
+    model, _ = train_two_tower(content, data, len(user_ids), epochs=8, seed=7,
+                               history_refresh_steps=history_refresh_steps, log=lambda line: None)
     scores = encode(model, content, data, len(user_ids))(np.arange(len(user_ids)))
 
     cold = np.array([v.is_new for v in videos])
