@@ -65,10 +65,9 @@ class RankerContext:
     def features(self, users: np.ndarray, candidates: np.ndarray, tower_scores: np.ndarray) -> np.ndarray:
         """(len(users) * C, len(FEATURES)) rows, user-major, for a (len(users), C) candidate block."""
         n_users, n_cand = candidates.shape
-        rows = np.arange(n_users)[:, None]
         recent = self.recent[users]
-        knn_recent = np.asarray((recent @ self.similarity).todense())[rows, candidates]
-        knn_history = np.asarray((self.history[users] @ self.similarity).todense())[rows, candidates]
+        knn_recent = _at(recent @ self.similarity, candidates)
+        knn_history = _at(self.history[users] @ self.similarity, candidates)
         profile = np.asarray(recent @ self.content)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
         content_similarity = np.einsum("ud,ucd->uc", profile, self.content[candidates])
@@ -78,6 +77,12 @@ class RankerContext:
                    knn_recent, knn_history / np.maximum(np.expm1(activity), 1.0), content_similarity,
                    np.broadcast_to(activity, (n_users, n_cand))]
         return np.stack([np.asarray(c, np.float32).reshape(-1) for c in columns], axis=1)
+
+
+def _at(matrix: sparse.csr_matrix, candidates: np.ndarray) -> np.ndarray:
+    """matrix[u, candidates[u, c]] for every row u, without densifying (users x catalog) at scale."""
+    rows = np.broadcast_to(np.arange(candidates.shape[0])[:, None], candidates.shape)
+    return np.asarray(matrix.tocsr()[rows.ravel(), candidates.ravel()]).reshape(candidates.shape)
 
 
 def top_candidates(tower: Scorer, ctx: RankerContext, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -519,3 +519,39 @@ def test_text_embedder_similarity():
     sims = vectors @ vectors.T
     assert sims[0, 1] > sims[0, 2] + 0.3 and sims[0, 1] > sims[1, 2] + 0.3
     assert embedder.embed([]).shape == (0, TEXT_DIM)
+
+
+SHELL_TRICKS = ["a$(touch PWNED).mp4", "a`touch PWNED`.mp4", "a;touch PWNED;.mp4", "a|touch PWNED.mp4",
+                "a && touch PWNED.mp4", "-i PWNED.mp4", "a\ntouch PWNED.mp4"]
+
+
+@pytest.mark.parametrize("name", SHELL_TRICKS)
+def test_catalog_strings_never_reach_a_shell(clips, tmp_path, monkeypatch, name):
+    """A uri full of shell syntax is a file name and nothing else: decoded when such a file exists,
+    refused when it does not, and no command in it ever runs."""
+    root = tmp_path / "media"
+    root.mkdir()
+    monkeypatch.chdir(tmp_path)
+    (root / name).write_bytes(clips["testsrc"].read_bytes())
+    features = extract_media_features(resolve_media(name, [root]))
+    assert features["has_video"] and features["visual"] is not None
+    with pytest.raises(MediaError):
+        extract_media_features(resolve_media("missing " + name, [root]))
+    assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_no_pipeline_code_calls_a_shell():
+    """Every subprocess is an argument list: no `shell=True`, `os.system` or `os.popen` anywhere."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in [*repo.glob("jobs/*.py"), *repo.glob("features/*.py"), *repo.glob("models/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                if name in ("os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput") or any(
+                        k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                        for k in node.keywords):
+                    offenders.append(f"{path.name}:{node.lineno} {name}")
+    assert not offenders
