@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest relative drop in held-out NDCG@10 against production that still publishes")
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
     args = parser.parse_args(argv)
-    return run_stage(STAGE, lambda: evaluate_run(config.Warehouse.at(args.warehouse), args.run_date,
-                                                 tolerance=args.gate_tolerance, seed=args.seed))
+    return run_stage(STAGE, args.warehouse, lambda wh: evaluate_run(wh, args.run_date,
+                                                                    tolerance=args.gate_tolerance, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -261,14 +261,14 @@ def main(argv: list[str] | None = None) -> int:
                              "frame_embedding column ('' for none; default: $VREC_FRAME_ENCODER)")
     args = parser.parse_args(argv)
 
-    def body() -> dict:
+    def body(wh: config.Warehouse) -> dict:
         from jobs.spark import get_spark
         limits = replace(config.DecodeLimits(), timeout_s=args.decode_timeout_s, max_duration_s=args.max_duration_s)
-        return extract(get_spark("vrec-extract-features"), config.Warehouse.at(args.warehouse), args.run_date,
+        return extract(get_spark("vrec-extract-features"), wh, args.run_date,
                        full_refresh=args.full_refresh, fps=args.fps, limits=limits,
                        frame_encoder=args.frame_encoder or None)
 
-    return run_stage(STAGE, body)
+    return run_stage(STAGE, args.warehouse, body)
 
 
 if __name__ == "__main__":

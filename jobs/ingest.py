@@ -145,12 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE)
     args = parser.parse_args(argv)
 
-    def body() -> dict:
+    def body(wh: config.Warehouse) -> dict:
         from jobs.spark import get_spark
-        return ingest(get_spark("vrec-ingest"), config.Warehouse.at(args.warehouse), args.run_date,
-                      args.max_bad_row_share)
+        return ingest(get_spark("vrec-ingest"), wh, args.run_date, args.max_bad_row_share)
 
-    return run_stage(STAGE, body)
+    return run_stage(STAGE, args.warehouse, body)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-days", type=float, default=config.DEFAULT_RETENTION_DAYS,
                         help="keep earlier nights' files this long (default: $VREC_RETENTION_DAYS or 30)")
     args = parser.parse_args(argv)
-    return run_stage(STAGE, lambda: publish(config.Warehouse.at(args.warehouse), args.run_date, top_n=args.top_n,
-                                            retention_days=args.retention_days))
+    return run_stage(STAGE, args.warehouse, lambda wh: publish(wh, args.run_date, top_n=args.top_n,
+                                                               retention_days=args.retention_days))
 
 
 if __name__ == "__main__":

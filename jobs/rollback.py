@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-days", type=float, default=config.DEFAULT_RETENTION_DAYS,
                         help="keep files of earlier versions this long (default: $VREC_RETENTION_DAYS or 30)")
     args = parser.parse_args(argv)
-    return run_stage(STAGE, lambda: rollback(config.Warehouse.at(args.warehouse), to_version=args.to_version,
-                                             to_date=args.to_date, retention_days=args.retention_days))
+    return run_stage(STAGE, args.warehouse, lambda wh: rollback(wh, to_version=args.to_version,
+                                                                to_date=args.to_date, retention_days=args.retention_days))
 
 
 if __name__ == "__main__":

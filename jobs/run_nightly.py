@@ -10,17 +10,14 @@ line on stdout is the run's counters as one JSON object.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import shutil
 import sys
 import time
 import traceback
 from dataclasses import replace
 
 from jobs import config
-from jobs.stage import StageError, base_parser
+from jobs.stage import StageError, base_parser, describe, preflight
 
 
 def _stages(args, wh: config.Warehouse):
@@ -45,34 +42,6 @@ def _stages(args, wh: config.Warehouse):
         ("score", lambda: score(wh, args.run_date, top_n=args.top_n, model_version=args.model_version)),
         ("publish", lambda: publish(wh, args.run_date, top_n=args.top_n)),
     ]
-
-
-def preflight(wh: config.Warehouse) -> None:
-    """Fail before any work when the warehouse cannot be written or has too little space left."""
-    for directory in (wh.root / "tables", wh.root / "runs"):
-        probe = directory / f".write-probe-{os.getpid()}"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as err:
-            raise StageError("preflight", f"cannot write to {directory}: {err.strerror or err}") from err
-    free_mib = shutil.disk_usage(wh.root).free / 2**20
-    if free_mib < config.DEFAULT_MIN_FREE_MIB:
-        raise StageError("preflight", f"only {free_mib:.0f} MiB free at {wh.root}; the run needs at least "
-                                      f"{config.DEFAULT_MIN_FREE_MIB} MiB (VREC_MIN_FREE_MIB)")
-
-
-def describe(err: Exception, wh: config.Warehouse) -> str:
-    """One line for an unexpected failure: a full disk says so and where; else the error's first line
-    (a Spark failure's message carries a whole Java stack)."""
-    text = str(err)
-    if "No space left on device" in text or getattr(err, "errno", None) == errno.ENOSPC:
-        return f"no space left on device under {wh.root}"
-    if isinstance(err, OSError) and err.filename:
-        return f"{err.strerror or type(err).__name__}: {err.filename}"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return f"{type(err).__name__}: {first}"
 
 
 def keep_traceback(wh: config.Warehouse, run_date: str) -> str:

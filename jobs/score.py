@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"score with this model instead of tonight's "
                              f"({config.PRODUCTION_MODEL!r}: the one serving now)")
     args = parser.parse_args(argv)
-    return run_stage(STAGE, lambda: score(config.Warehouse.at(args.warehouse), args.run_date,
-                                          top_n=args.top_n, model_version=args.model_version))
+    return run_stage(STAGE, args.warehouse, lambda wh: score(wh, args.run_date,
+                                                             top_n=args.top_n, model_version=args.model_version))
 
 
 if __name__ == "__main__":

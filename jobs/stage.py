@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
+import os
+import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -60,12 +64,48 @@ def read_counters(wh: config.Warehouse, run_date: str) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(run_dir.glob("*.json"))}
 
 
-def run_stage(stage: str, body: Callable[[], dict]) -> int:
-    """Run a stage body for a CLI: print its counters as JSON, or one error line and exit 1."""
+def preflight(wh: config.Warehouse) -> None:
+    """Fail before any work when the warehouse cannot be written or has too little space left."""
+    for directory in (wh.root / "tables", wh.root / "runs"):
+        probe = directory / f".write-probe-{os.getpid()}"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as err:
+            raise StageError("preflight", f"cannot write to {directory}: {err.strerror or err}") from err
+    free_mib = shutil.disk_usage(wh.root).free / 2**20
+    if free_mib < config.DEFAULT_MIN_FREE_MIB:
+        raise StageError("preflight", f"only {free_mib:.0f} MiB free at {wh.root}; the run needs at least "
+                                      f"{config.DEFAULT_MIN_FREE_MIB} MiB (VREC_MIN_FREE_MIB)")
+
+
+def describe(err: Exception, wh: config.Warehouse) -> str:
+    """One line for an unexpected failure: a full disk says so and where; else the error's first line
+    (a Spark failure's message carries a whole Java stack)."""
+    text = str(err)
+    if "No space left on device" in text or getattr(err, "errno", None) == errno.ENOSPC:
+        return f"no space left on device under {wh.root}"
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.strerror or type(err).__name__}: {err.filename}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}"
+
+
+def run_stage(stage: str, warehouse: str | None, body: Callable[[config.Warehouse], dict]) -> int:
+    """Run a stage body for a CLI (what each Airflow task runs): the same preflight as `run_nightly`,
+    then the body; print its counters as JSON, or end with one error line and exit 1 (an unexpected
+    error's traceback goes to stderr above that line, for the task log)."""
+    wh = config.Warehouse.at(warehouse)
     try:
-        counters = body()
+        preflight(wh)
+        counters = body(wh)
     except StageError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 -- the last line of the log must say what failed
+        traceback.print_exc()
+        print(f"error: [{stage}] {describe(err, wh)}", file=sys.stderr)
         return 1
     print(json.dumps(counters, sort_keys=True, default=str))
     return 0

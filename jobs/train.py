@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
     args = parser.parse_args(argv)
-    return run_stage(STAGE, lambda: train(config.Warehouse.at(args.warehouse), args.run_date,
-                                          epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
-                                          seed=args.seed, batch_size=args.batch_size))
+    return run_stage(STAGE, args.warehouse, lambda wh: train(wh, args.run_date,
+                                                             epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+                                                             seed=args.seed, batch_size=args.batch_size))
 
 
 if __name__ == "__main__":

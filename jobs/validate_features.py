@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE)
     args = parser.parse_args(argv)
-    return run_stage(STAGE, lambda: validate_features(config.Warehouse.at(args.warehouse), args.run_date,
-                                                      args.min_coverage))
+    return run_stage(STAGE, args.warehouse, lambda wh: validate_features(wh, args.run_date, args.min_coverage))
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ def test_trigger_form_sets_top_n_and_the_run_publishes_lists_of_that_length(airf
 
     url, wh = airflow_ui
     browser.get(url)
-    assert "/auth/login" in browser.current_url            # no way in without a login
+    # No way in without a login: the page sends the browser to the login form (a client-side
+    # redirect, so it may land a moment after the page loads).
+    wait_for(lambda: "/auth/login" in browser.current_url, 30, "the redirect to the login page", 0.5)
     browser.find_element(By.NAME, "username").send_keys(USER)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()

@@ -33,14 +33,25 @@ def can_mount_tmpfs() -> bool:
     return done.returncode == 0
 
 
+# Each DAG task runs one of these CLIs; all of them check the warehouse before any work.
+DAG_STAGES = ["ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish"]
+
+
 def test_unwritable_warehouse_fails_before_any_work_naming_the_path(tmp_path):
     wh = config.Warehouse.at(tmp_path / "warehouse")
     videos, _, rows = text_only_catalog(seed=2, n_videos=30, n_users=10)
     write_landing(wh, videos, rows)
     (wh.root / "tables").write_text("not a directory")     # root may write anywhere; a file blocks it
+    expected = [f"error: [preflight] cannot write to {wh.root / 'tables'}: File exists"]
     done = run_nightly([], str(wh.root))
     assert done.returncode == 1
-    assert error_lines(done) == [f"error: [preflight] cannot write to {wh.root / 'tables'}: File exists"]
+    assert error_lines(done) == expected
+    for stage in DAG_STAGES:
+        done = subprocess.run([sys.executable, "-m", f"jobs.{stage}", "--warehouse", str(wh.root),
+                               "--run-date", RUN_DATE], cwd=PROJECT_ROOT, env=project_env(),
+                              capture_output=True, text=True)
+        assert (done.returncode, error_lines(done)) == (1, expected), (stage, done.stderr[-2000:])
+    assert sorted(p.name for p in wh.root.iterdir()) == ["landing", "tables"]   # nothing else written
 
 
 @pytest.mark.slow
