@@ -8,6 +8,7 @@ WITH parsed AS (
     {ts_parsed}                                          AS ts,
     lower(coalesce(nullif(trim(i.event), ''), '{default_event}')) AS event,
     try_cast(i.watch_seconds AS DOUBLE)                  AS watch_seconds,
+    nullif(trim(i.watch_seconds), '') IS NOT NULL        AS has_watch_seconds,
     i._source_file,
     i._raw
   FROM landing_interactions i
@@ -19,7 +20,9 @@ SELECT p.*,
     WHEN p.ts IS NULL THEN 'bad_timestamp'
     WHEN p.ts >= TIMESTAMP '{run_date}' + INTERVAL 1 DAY THEN 'after_run_date'
     WHEN c.video_id IS NULL THEN 'unknown_video'
-    WHEN p.watch_seconds < 0 OR isnan(p.watch_seconds) THEN 'bad_watch_seconds'
+    -- Given but not a finite, non-negative number of seconds ('abc', 'NaN', 'Infinity', -3).
+    WHEN p.has_watch_seconds AND (p.watch_seconds IS NULL OR p.watch_seconds < 0 OR isnan(p.watch_seconds)
+                                  OR p.watch_seconds = double('Infinity')) THEN 'bad_watch_seconds'
   END AS reason
 FROM parsed p
 LEFT JOIN catalog c ON p.video_id = c.video_id
