@@ -133,10 +133,15 @@ def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bo
 
 
 def media_size_bins(videos, media_roots, partitions: int):
-    """Assign videos to `partitions` bins of about equal media bytes (largest first, to the lightest bin).
+    """Assign videos to `partitions` bins of about equal work: equal media bytes, then equal numbers
+    of videos.
 
-    Decode time grows with file size, so equal bytes per partition keeps one huge file from
-    making one task the straggler of the stage. Files the driver cannot see count as zero bytes.
+    Decode time grows with file size, so media files go largest first to the bin with the fewest
+    bytes, and one huge file cannot make one task the straggler of the stage. Every video also has
+    its text embedded, which costs about the same per video: the videos without media (most of a
+    large catalog) then go to the bin with the fewest videos. Weighing them as bytes instead would
+    put all of them in the one bin with the least media. Files the driver cannot see count as
+    videos without media.
     """
     import heapq
 
@@ -151,12 +156,21 @@ def media_size_bins(videos, media_roots, partitions: int):
             return 0
 
     sizes = videos.assign(size=videos["uri"].map(size)).sort_values(["size", "video_id"], ascending=[False, True])
-    heap = [(0, b) for b in range(partitions)]
+    with_media = sizes[sizes["size"] > 0]
+    by_bytes = [(0, b) for b in range(partitions)]
+    videos_in = [0] * partitions
     assignment = []
-    for video_id, nbytes in zip(sizes["video_id"], sizes["size"]):
-        load, b = heapq.heappop(heap)
+    for nbytes in with_media["size"]:
+        load, b = heapq.heappop(by_bytes)
         assignment.append(b)
-        heapq.heappush(heap, (load + max(int(nbytes), 1), b))
+        videos_in[b] += 1
+        heapq.heappush(by_bytes, (load + int(nbytes), b))
+    by_count = [(count, b) for b, count in enumerate(videos_in)]
+    heapq.heapify(by_count)
+    for _ in range(len(sizes) - len(with_media)):
+        count, b = heapq.heappop(by_count)
+        assignment.append(b)
+        heapq.heappush(by_count, (count + 1, b))
     return pd.DataFrame({"video_id": sizes["video_id"].to_numpy(), "media_bin": assignment})
 
 

@@ -221,14 +221,17 @@ def test_reuse_decision_takes_the_frame_encoder_into_account(tmp_path):
     assert status("0" * 64, spec) == "decoded"       # ... or changed
 
 
-def test_media_size_bins_balance_bytes_across_partitions(tmp_path):
+def test_media_size_bins_balance_media_bytes_then_videos_across_partitions(tmp_path):
     from jobs.extract_features import media_size_bins
 
     sizes = {"a": 900, "b": 500, "c": 400, "d": 300, "e": 200, "f": 100}
     for name, nbytes in sizes.items():
         (tmp_path / f"{name}.mp4").write_bytes(b"x" * nbytes)
     videos = pd.DataFrame({"video_id": [*sizes, "nomedia"], "uri": [f"{n}.mp4" for n in sizes] + [None]})
+    text_only = [f"t{n}" for n in range(11)]   # text to embed, no media (or media the driver cannot see)
+    videos = pd.concat([videos, pd.DataFrame({"video_id": text_only, "uri": ["gone.mp4"] + [None] * 10})])
     bins = media_size_bins(videos, [tmp_path], partitions=2)
     load = bins.assign(size=bins["video_id"].map(sizes).fillna(0)).groupby("media_bin")["size"].sum()
     assert sorted(load) == [1200, 1200]
-    assert set(bins["video_id"]) == set(videos["video_id"])
+    assert sorted(bins.groupby("media_bin").size()) == [9, 9]   # the text-only videos even out the counts
+    assert sorted(bins["video_id"]) == sorted(videos["video_id"])
