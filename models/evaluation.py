@@ -90,6 +90,8 @@ def evaluate(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
 
     `coverage@10` is the share of the catalog that appears in at least one top-10 list.
     """
+    from models.topn import select_top  # the compiled selection; models.topn imports this module
+
     indptr, seen = seen_csr(holdout.train, n_users)
     ranks = np.zeros(len(holdout.users), np.float64)
     shown = np.zeros(n_items, bool)
@@ -102,9 +104,8 @@ def evaluate(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
         ahead = (scores > target).sum(axis=1)
         tied = (scores == target).sum(axis=1) - 1
         ranks[begin:begin + block_size] = 1.0 + ahead + tied / 2.0
-        k = min(10, n_items)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        shown[top[np.isfinite(np.take_along_axis(scores, top, axis=1))]] = True
+        top, best = select_top(scores, 10)
+        shown[top[np.isfinite(best)]] = True
     metrics = rank_metrics(ranks)
     metrics["coverage@10"] = float(shown.mean()) if n_items else 0.0
     metrics["users"] = int(len(ranks))

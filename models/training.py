@@ -109,7 +109,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
         cfg = init.cfg
         model = copy.deepcopy(init)
     model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizers = _optimizers(model, lr, weight_decay)
     # bfloat16 autocast on GPUs: same exponent range as float32, so no loss scaling is needed.
     use_amp = device.type == "cuda"
 
@@ -139,9 +139,11 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss = _batch_loss(model, {k: v[batch] for k, v in tensors.items()}, warm, log_q, cfg,
                                        history_table)
-                optimizer.zero_grad(set_to_none=True)
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                for optimizer in optimizers:
+                    optimizer.step()
                 total += float(loss.detach()) * len(batch)
                 seen += len(batch)
             epoch_losses.append(total / max(seen, 1))
@@ -168,6 +170,16 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     if scores:
         metrics.update(best_epoch=int(np.argmax(scores)) + 1, validation=[round(x, 5) for x in scores])
     return model.cpu(), metrics
+
+
+def _optimizers(model: TwoTower, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
+    """AdamW for the layers; lazy Adam (SparseAdam) for the ID tables, so a step updates only the
+    rows its batch used and costs the same at 200,000 users as at 1,000. The tables get no weight
+    decay: decaying every row each step is the dense update this avoids."""
+    tables = {id(p) for p in model.id_tables()}
+    layers = [p for p in model.parameters() if id(p) not in tables]
+    return [torch.optim.AdamW(layers, lr=lr, weight_decay=weight_decay),
+            torch.optim.SparseAdam(model.id_tables(), lr=lr)]
 
 
 def _item_table(model: TwoTower, warm: torch.Tensor, block_size: int = 8192) -> torch.Tensor:

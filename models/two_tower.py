@@ -55,13 +55,19 @@ class TwoTower(nn.Module):
         self.mfcc_cnn = nn.Sequential(
             nn.Conv1d(cfg.n_mfcc, cfg.branch_dim, 3, padding=1), nn.GELU(), nn.AdaptiveMaxPool1d(1),
             nn.Flatten(), nn.Linear(cfg.branch_dim, cfg.dim)) if cfg.mfcc_steps else None
-        self.item_id = nn.Embedding(cfg.n_items, cfg.dim)
-        self.user_id = nn.Embedding(cfg.n_users, cfg.dim)
+        # Sparse gradients: a step touches the rows of its batch, not every user and video (at
+        # 200,000 users a dense update of the tables was most of a training step).
+        self.item_id = nn.Embedding(cfg.n_items, cfg.dim, sparse=True)
+        self.user_id = nn.Embedding(cfg.n_users, cfg.dim, sparse=True)
         self.user_mlp = nn.Sequential(
             nn.Linear(2 * cfg.dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.dim))
         nn.init.normal_(self.item_id.weight, std=0.01)
         nn.init.normal_(self.user_id.weight, std=0.01)
+
+    def id_tables(self) -> list[nn.Parameter]:
+        """The ID embedding tables, whose gradients are sparse (see `models.training`)."""
+        return [self.item_id.weight, self.user_id.weight]
 
     def item_vectors(self, items: torch.Tensor, use_id: torch.Tensor) -> torch.Tensor:
         """Unit vectors of training items; `use_id` (bool) says which add their ID embedding."""
