@@ -173,13 +173,13 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
 
 
 def _optimizers(model: TwoTower, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
-    """AdamW for the layers; lazy Adam (SparseAdam) for the ID tables, so a step updates only the
+    """AdamW for the layers; lazy Adam (SparseAdam) for the sparse ID tables, so a step updates only the
     rows its batch used and costs the same at 200,000 users as at 1,000. The tables get no weight
     decay: decaying every row each step is the dense update this avoids."""
-    tables = {id(p) for p in model.id_tables()}
-    layers = [p for p in model.parameters() if id(p) not in tables]
+    tables = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+    layers = [p for p in model.parameters() if all(p is not t for t in tables)]
     return [torch.optim.AdamW(layers, lr=lr, weight_decay=weight_decay),
-            torch.optim.SparseAdam(model.id_tables(), lr=lr)]
+            torch.optim.SparseAdam(tables, lr=lr)]
 
 
 def _item_table(model: TwoTower, warm: torch.Tensor, block_size: int = 8192) -> torch.Tensor:

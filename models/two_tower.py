@@ -65,10 +65,6 @@ class TwoTower(nn.Module):
         nn.init.normal_(self.item_id.weight, std=0.01)
         nn.init.normal_(self.user_id.weight, std=0.01)
 
-    def id_tables(self) -> list[nn.Parameter]:
-        """The ID embedding tables, whose gradients are sparse (see `models.training`)."""
-        return [self.item_id.weight, self.user_id.weight]
-
     def item_vectors(self, items: torch.Tensor, use_id: torch.Tensor) -> torch.Tensor:
         """Unit vectors of training items; `use_id` (bool) says which add their ID embedding."""
         return self.encode_items(self.content[items], items, use_id)

@@ -200,10 +200,8 @@ def test_fuzzed_catalog_files_keep_one_row_per_video_the_latest_update_winning(s
     rejected = 0
     for file_number, (suffix, rows) in enumerate(files):
         name = f"part-{file_number}{suffix}"
-        for row_number, (row, _) in enumerate(rows):
-            row["uri"] = f"{file_number}-{row_number}.mp4"
-        write_catalog_file(wh.landing_catalog / name, [row for row, _ in rows])
         for row_number, (row, updated) in enumerate(rows):
+            row["uri"] = f"{file_number}-{row_number}.mp4"
             video_id = str(row.get("video_id") or "").strip()
             if not video_id:
                 rejected += 1
@@ -211,6 +209,7 @@ def test_fuzzed_catalog_files_keep_one_row_per_video_the_latest_update_winning(s
             order = (updated is not None, updated or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
                      name, row_number)
             candidates.setdefault(video_id, []).append((order, row["uri"]))
+        write_catalog_file(wh.landing_catalog / name, [row for row, _ in rows])
 
     counters = ingest(spark, wh, RUN_DATE, max_bad_row_share=1.0)
 
