@@ -62,6 +62,21 @@ _STDERR_KEEP = 64 * 1024  # ffmpeg can be chatty on broken input; keep only the 
 # neighbouring frame). "default" decodes every frame.
 SKIP_FRAME = "noref"
 
+# A decode that ends this far before the declared duration is an upload cut short ("truncated"),
+# not measurement slack. The slack: the last frame sampled at `fps` can be a period before the end,
+# audio codecs add or drop priming samples (fire2.mp4 declares 2.38 s and decodes 2.26 s of audio)
+# and headers round; on the 34 real clips the decode never fell more than 0.12 s short. 10% or 2 s
+# sits far above that and far below what an interrupted upload loses (usually most of the file).
+TRUNCATION_SLACK_S = 2.0
+TRUNCATION_SLACK_SHARE = 0.10
+# When ffmpeg itself reports that the data stops early (below), the cut is certain and the only
+# question is whether it cost any content: then only the measurement slack is allowed.
+REPORTED_CUT_SLACK_S = 1.0
+# What ffmpeg's demuxers log when a file ends before its own index or structure says it should:
+# mov/mp4 "stream 0, offset 0x...: partial file", matroska/webm "File ended prematurely".
+_END_OF_DATA = re.compile(r"partial file|ended prematurely|unexpected end|premature end",
+                          re.IGNORECASE)
+
 
 class MediaError(Exception):
     """An expected media failure; `reason` is a quarantine code from `REASONS`."""
@@ -91,6 +106,9 @@ class MediaMeta:
     # Stream indexes decode() maps, so it reads exactly the streams that probe() vetted.
     video_index: int | None = None
     audio_index: int | None = None
+    # The audio stream's own declared duration (0.0 when none): past the frame cap only the audio
+    # measures how far a decode got, and an audio track may end before the video.
+    audio_duration_s: float = 0.0
 
 
 @dataclass
@@ -199,6 +217,11 @@ def _probe_failure(path: Path, head: bytes, stderr: str) -> MediaError:
             return MediaError("unsafe_container", f"{demuxer} container references other files")
         return MediaError("not_media", f"container {demuxer} is not an accepted media format")
     if _looks_like_container(head):
+        if "moov atom not found" in stderr:
+            # An MP4 writes its index (moov) last unless it was made with +faststart: without it
+            # nothing can be decoded, and the declared duration is gone with it.
+            return MediaError("truncated", f"the MP4 index (moov) is missing: the file ends before "
+                                           f"its index ({path.stat().st_size} bytes), duration unknown")
         return MediaError("truncated", f"starts like a media container but cannot be read: {last}")
     return MediaError("not_media", last)
 
@@ -221,14 +244,20 @@ def _clock_s(text: str) -> float:
         return 0.0
 
 
+def _stream_durations(stream: dict) -> list:
+    tag = (stream.get("tags") or {}).get("DURATION")  # matroska keeps it in a tag
+    return [stream.get("duration"), _clock_s(tag) if tag else None]
+
+
 def _header_duration(info: dict) -> float:
     """Duration from the container header, else the longest stream; 0.0 when none is stated."""
     candidates = [info.get("format", {}).get("duration")]
     for s in info.get("streams", []):
-        candidates.append(s.get("duration"))
-        tag = (s.get("tags") or {}).get("DURATION")
-        if tag:
-            candidates.append(_clock_s(tag))
+        candidates += _stream_durations(s)
+    return _first_duration(candidates)
+
+
+def _first_duration(candidates: list) -> float:
     values = []
     for c in candidates:
         try:
@@ -279,6 +308,7 @@ def probe(path: str | os.PathLike, limits: DecodeLimits = DecodeLimits()) -> Med
         truncated_by_cap=duration > limits.max_duration_s,
         video_index=int(video["index"]),
         audio_index=int(audio["index"]) if audio else None,
+        audio_duration_s=_first_duration(_stream_durations(audio)) if audio else 0.0,
     )
 
 
@@ -326,12 +356,51 @@ def _failure_reason(stderr: str) -> str:
     return "decode_failed"
 
 
+def _reported_cut(stderr: str) -> str | None:
+    """ffmpeg's first end-of-data message, without the context's memory address."""
+    for line in stderr.splitlines():
+        if _END_OF_DATA.search(line):
+            return re.sub(r" @ 0x[0-9a-f]+", "", line.strip())[:200]
+    return None
+
+
+def _check_complete(decoded_s: float, declared_s: float | None, stderr: str, fps: float,
+                    limits: DecodeLimits) -> None:
+    """Raise MediaError("truncated") when the decode ended early: `decoded_s` fell short of
+    `declared_s` (up to the duration cap) by more than the slack, or ffmpeg reported a cut.
+
+    `declared_s` is None when there is nothing to compare: the header states no duration, or the
+    frame cap stopped the video of a file without audio. Then only ffmpeg's report counts.
+    """
+    cut = _reported_cut(stderr)
+    ffmpeg_says = f"; ffmpeg: {cut}" if cut else ""
+    if declared_s is None:
+        if cut:
+            raise MediaError("truncated", f"decoded {decoded_s:.2f} s, no declared duration to "
+                                          f"compare{ffmpeg_says}")
+        return
+    expected_s = min(declared_s, limits.max_duration_s)
+    period = 1.0 / fps  # the last sampled frame can be up to one period before the end
+    slack = (max(REPORTED_CUT_SLACK_S, period) if cut else
+             max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_SHARE * expected_s, period))
+    if expected_s - decoded_s <= slack:
+        if cut:
+            log.warning("%s, but only %.2f s of %.2f s missing: kept", cut,
+                        max(expected_s - decoded_s, 0.0), expected_s)
+        return
+    of = f"a declared {declared_s:.2f} s"
+    if declared_s > expected_s:
+        of = f"the first {expected_s:.2f} s (the duration cap) of {of}"
+    raise MediaError("truncated", f"decoded {decoded_s:.2f} s of {of}{ffmpeg_says}")
+
+
 def decode(path: str | os.PathLike, fps: float = 1.0, size: tuple[int, int] = (112, 112),
            sample_rate: int = 22050, limits: DecodeLimits = DecodeLimits()) -> Decoded:
     """Decode `path` once: frames sampled at `fps` and scaled to `size` (width, height), plus the
     first audio stream as mono float32 at `sample_rate`. Bounded by `limits` in time, duration
     (the rest is skipped and meta.truncated_by_cap set), frame count and frame size.
-    A file cut short that still yields frames is accepted with what could be decoded.
+    A file cut short (an interrupted upload) raises MediaError("truncated"), also when its first
+    part decodes: see `_check_complete`.
     """
     if fps <= 0 or sample_rate <= 0 or min(size) <= 0:
         raise ValueError(f"bad decode parameters fps={fps} size={size} sample_rate={sample_rate}")
@@ -392,6 +461,17 @@ def decode(path: str | os.PathLike, fps: float = 1.0, size: tuple[int, int] = (1
     if meta.has_audio:
         audio_buf = memoryview(bufs["audio"])[: len(bufs["audio"]) // 4 * 4]
         audio = np.nan_to_num(np.frombuffer(audio_buf, dtype=np.float32), copy=False)
+
+    # How far into the file the decode got: the audio samples or the sampled frames (frame i
+    # stands for [i/fps, (i+1)/fps)), whichever reaches further, so a video stream that ends
+    # before its audio (or the reverse) is not a cut. The frame cap stops the video output early;
+    # past it only the audio measures, against the audio stream's own declared length.
+    audio_s = len(audio) / sample_rate if audio is not None else 0.0
+    decoded_s = max(audio_s, n_frames / fps)
+    declared_s = meta.duration_s if meta.duration_s > 0 else None
+    if declared_s and n_frames >= limits.max_frames:
+        declared_s = max(meta.audio_duration_s or declared_s, n_frames / fps) if audio_s else None
+    _check_complete(decoded_s, declared_s, stderr, fps, limits)
 
     if meta.duration_s <= 0:  # header had no duration (some webm): measure what was decoded
         measured = len(audio) / sample_rate if audio is not None and len(audio) else n_frames / fps

@@ -15,7 +15,8 @@ from features.visual import thumbnail, visual_features
 
 # Stored with every feature row; bump it when any extractor's output changes, so the incremental
 # job decodes every video again instead of mixing old and new features.
-EXTRACTOR_VERSION = "2"  # 2: video decoded with skip_frame=noref (decode.SKIP_FRAME)
+EXTRACTOR_VERSION = "3"  # 2: video decoded with skip_frame=noref (decode.SKIP_FRAME)
+# 3: an upload cut short is quarantined as truncated (decode._check_complete), not decoded in part
 THUMBNAIL_SIDE = 16
 FRAME_SIZE = (112, 112)  # (width, height) of the sampled frames every extractor reads
 

@@ -221,6 +221,21 @@ def test_reuse_decision_takes_the_frame_encoder_into_account(tmp_path):
     assert status("0" * 64, spec) == "decoded"       # ... or changed
 
 
+def test_an_upload_cut_short_becomes_a_truncated_quarantine_row(tmp_path):
+    # The index is at the front, so the first third decodes: only the decode can tell it is cut.
+    whole = make_clip(tmp_path / "whole.mp4", video=SMALL, seconds=12, extra=("-movflags", "+faststart"))
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+    Row = namedtuple("Row", "video_id uri prev_content_sha256 prev_extractor_version "
+                            "prev_frame_encoder_sha256 prev_quarantine_reason")
+    row = _media_row(Row("v", "cut.mp4", None, None, None, None), [tmp_path], config.DecodeLimits(),
+                     1.0, False)
+    assert (row["media_status"], row["quarantine_reason"]) == ("quarantined", "truncated")
+    assert " of a declared 12.00 s" in row["quarantine_detail"]  # "decoded 4.00 s of a declared ..."
+    assert row["content_sha256"] == hashlib.sha256(data[: len(data) // 3]).hexdigest()
+    assert not row["has_video"] and "visual" not in row
+
+
 def test_media_size_bins_balance_media_bytes_then_videos_across_partitions(tmp_path):
     from jobs.extract_features import media_size_bins
 

@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -151,11 +152,81 @@ def test_index_at_end_cut_in_half_is_truncated(clips, tmp_path):
     assert err.value.reason == "truncated"
 
 
-def test_index_first_cut_in_half_yields_partial_frames(clips, tmp_path):
+def test_index_first_cut_in_half_is_truncated(clips, tmp_path):
+    # The index survives and the first 3 s decode, but the header promises 6 s.
     half = cut_in_half(clips["faststart"], tmp_path / "half.mp4")
-    d = decode(half, fps=1.0)
-    assert d.meta.duration_s == pytest.approx(6.0, abs=0.05)  # the header still claims 6 s
-    assert 1 <= len(d.frames) < 6
+    with pytest.raises(MediaError) as err:
+        decode(half, fps=1.0)
+    assert err.value.reason == "truncated"
+    assert re.match(r"decoded \d\.\d\d s of a declared 6\.00 s", err.value.detail)
+
+
+def has_encoder(name: str) -> bool:
+    listing = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True,
+                             text=True).stdout
+    return any(line.split()[1:2] == [name] for line in listing.splitlines())
+
+
+UPLOAD_CODECS = {
+    "h264": ("-c:v", "libx264", "-preset", "ultrafast"),
+    "hevc": ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"),
+}
+MP4_LAYOUTS = {"index_first": ("-movflags", "+faststart"), "index_last": ()}  # last: the default
+
+
+@pytest.mark.parametrize("layout", MP4_LAYOUTS)
+@pytest.mark.parametrize("codec", UPLOAD_CODECS)
+def test_upload_cut_to_its_first_third_is_truncated(tmp_path, codec, layout):
+    """An interrupted upload: a 15 s MP4 of which only the first third arrived."""
+    encoder = UPLOAD_CODECS[codec][1]
+    if not has_encoder(encoder):
+        pytest.skip(f"this ffmpeg has no {encoder}")
+    whole = make_clip(tmp_path / "whole.mp4", seconds=15,
+                      extra=(*UPLOAD_CODECS[codec], *MP4_LAYOUTS[layout]))
+    d = decode(whole)  # the whole file is complete
+    assert d.meta.vcodec == codec and d.meta.duration_s == pytest.approx(15.0, abs=0.05)
+    assert len(d.frames) == 15 and abs(len(d.audio) - 15 * 22050) < 0.01 * 15 * 22050
+
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(MediaError) as err:
+        decode(cut)
+    assert err.value.reason == "truncated"
+    if layout == "index_last":
+        # The index was still to come: nothing decodes, and no duration is left to name.
+        assert err.value.detail.startswith("the MP4 index (moov) is missing")
+        assert "duration unknown" in err.value.detail
+        return
+    m = re.fullmatch(r"decoded (\d+\.\d\d) s of a declared (\d+\.\d\d) s; ffmpeg: .*partial file",
+                     err.value.detail)
+    assert m, err.value.detail
+    assert 3.5 <= float(m[1]) <= 6.0 and float(m[2]) == 15.0
+    # Past the frame cap the audio alone measures how far the decode got: still a cut.
+    with pytest.raises(MediaError) as err:
+        decode(cut, limits=DecodeLimits(max_frames=3))
+    assert err.value.reason == "truncated"
+    # A cut before the duration cap is a cut; the detail says what was expected of the file.
+    with pytest.raises(MediaError) as err:
+        decode(cut, limits=DecodeLimits(max_duration_s=10.0))
+    assert re.fullmatch(r"decoded \d\.\d\d s of the first 10\.00 s \(the duration cap\) of a "
+                        r"declared 15\.00 s; ffmpeg: .*partial file", err.value.detail)
+
+
+@pytest.mark.parametrize("video_s, audio_s", [(12, 4), (4, 12)])
+def test_streams_of_different_lengths_are_not_a_cut(tmp_path, video_s, audio_s):
+    # The header declares the longer stream; the decode reaches it through that stream.
+    clip = tmp_path / "uneven.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                    f"testsrc2=size=64x48:rate=10:duration={video_s}", "-f", "lavfi", "-i",
+                    f"sine=sample_rate=22050:duration={audio_s}", "-pix_fmt", "yuv420p",
+                    str(clip)], check=True)
+    d = decode(clip)
+    assert d.meta.duration_s == pytest.approx(12.0, abs=0.1)
+    assert len(d.frames) == video_s
+    assert len(d.audio) / 22050 == pytest.approx(audio_s, abs=0.1)
+    # The frame cap stops the video at 3 s: the audio's own declared length is what it must reach.
+    assert len(decode(clip, limits=DecodeLimits(max_frames=3)).frames) == 3
 
 
 def test_text_file_named_mp4_is_not_media(tmp_path):
