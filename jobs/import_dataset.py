@@ -18,9 +18,16 @@ Formats and the files read from ``--source``:
   each user's file order.
 
 Ratings become events: a rating >= 4 is a ``like``, anything lower a ``view`` (microlens has no
-ratings: every pair is a ``view``). With ``--media DIR``, a file ``<item id>.<ext>`` directly in DIR
-becomes that video's ``uri`` (absolute path); the rest have no uri (null), which the pipeline treats
-as a text-only video.
+ratings: every pair is a ``view``).
+
+With ``--media DIR``, a file ``<item id>.<ext>`` directly in DIR is that video's media. It is placed
+in the warehouse's media root, ``<warehouse>/landing/media/<format>/<item id>.<ext>``, as a hard link
+when DIR is on the same file system and as a copy otherwise (never a symlink: the feature stage
+refuses links that lead out of the media roots), and the video's ``uri`` is the path relative to the
+media root (``<format>/<item id>.<ext>``). The rest have no uri (null), which the pipeline treats as
+a text-only video. Importing again keeps identical files, replaces changed ones atomically and
+removes files of items that are no longer given. A hard link shares its bytes with the file in DIR:
+replace files in DIR rather than editing them in place.
 
 Output (replacing an earlier import of the same format):
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -259,13 +267,89 @@ READERS: dict[str, Callable[[Path], Dataset]] = {
 }
 
 
-def media_index(media_dir: Path) -> dict[str, str]:
-    """Item id -> absolute path of the file ``<item id>.<ext>`` in media_dir (first by name on ties)."""
-    index: dict[str, str] = {}
+def media_index(media_dir: Path) -> dict[str, Path]:
+    """Item id -> the file ``<item id>.<ext>`` directly in media_dir (first by name on ties)."""
+    index: dict[str, Path] = {}
     for path in sorted(media_dir.iterdir()):
         if path.is_file() and not path.name.startswith(".") and path.suffix:
-            index.setdefault(path.stem, str(path.resolve()))
+            index.setdefault(path.stem, path)
     return index
+
+
+@dataclass
+class MediaPlacement:
+    """What placing the media files did: item id -> uri, and how each file got there."""
+
+    uris: dict[str, str]
+    linked: int = 0
+    copied: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+
+def _same_content(source: Path, target: Path, chunk_size: int = 1 << 20) -> bool:
+    """Whether target already holds source's bytes (the same inode, or equal bytes)."""
+    if target.is_symlink():  # replaced by the file itself: the feature stage refuses links out of the root
+        return False
+    try:
+        if os.path.samefile(source, target):
+            return True
+        if source.stat().st_size != target.stat().st_size:
+            return False
+    except FileNotFoundError:
+        return False
+    with open(source, "rb") as left, open(target, "rb") as right:
+        while chunk := left.read(chunk_size):
+            if chunk != right.read(chunk_size):
+                return False
+    return True
+
+
+def _link_or_copy(source: Path, target: Path) -> str:
+    """Put source's bytes at target in one rename; 'linked' or 'copied'."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+            how = "linked"
+        except OSError:  # another file system (EXDEV), not allowed (EPERM), no hard links: copy
+            shutil.copy2(source, tmp)
+            how = "copied"
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return how
+
+
+def place_media(media_dir: Path, video_ids: set[str], media_root: Path, subdir: str) -> MediaPlacement:
+    """Hard-link (or copy) the file of each of video_ids in media_dir to ``media_root/subdir/``.
+
+    The uris are relative to the media root, which the feature stage reads them from. Files in
+    ``subdir`` that no video names any more are removed: the directory belongs to this import.
+    """
+    target_dir = media_root / subdir
+    files = {video_id: path for video_id, path in media_index(media_dir).items() if video_id in video_ids}
+    target_dir.mkdir(parents=True, exist_ok=True)
+    placement = MediaPlacement(uris={})
+    for video_id, source in files.items():
+        target = target_dir / source.name
+        if _same_content(source, target):
+            placement.unchanged += 1
+        elif _link_or_copy(source, target) == "linked":
+            placement.linked += 1
+        else:
+            placement.copied += 1
+        placement.uris[video_id] = f"{subdir}/{source.name}"
+    if media_dir.resolve() == target_dir.resolve():
+        return placement  # --media is this very directory: its other files are the user's
+    kept = {source.name for source in files.values()}
+    for path in target_dir.iterdir():
+        if path.name not in kept and path.is_file() and not path.is_symlink():
+            path.unlink()
+            placement.removed += 1
+    return placement
 
 
 def build_tables(dataset: Dataset, media: dict[str, str]) -> tuple[pa.Table, pa.Table]:
@@ -316,21 +400,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--format", required=True, choices=sorted(READERS))
     parser.add_argument("--source", required=True, type=Path, help="directory holding the dataset files")
     parser.add_argument("--warehouse", default=None, help="warehouse root (default: $VREC_WAREHOUSE or ./warehouse)")
-    parser.add_argument("--media", type=Path, default=None, help="directory of <item id>.<ext> media files")
+    parser.add_argument(
+        "--media", type=Path, default=None, metavar="DIR",
+        help="directory of <item id>.<ext> media files: each is hard-linked (or copied, across file systems) "
+             "to <warehouse>/landing/media/<format>/ and its catalog uri is <format>/<item id>.<ext>",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warehouse = Warehouse.at(args.warehouse)
+    placement = MediaPlacement(uris={})
     try:
         if not args.source.is_dir():
             raise DatasetError(f"--source {args.source} is not a directory")
         if args.media is not None and not args.media.is_dir():
             raise DatasetError(f"--media {args.media} is not a directory")
         dataset = READERS[args.format](args.source)
-        media = media_index(args.media) if args.media is not None else {}
-        catalog, interactions = build_tables(dataset, media)
+        if args.media is not None:
+            video_ids = set(dataset.catalog[VIDEO_ID]) | set(dataset.interactions[VIDEO_ID])
+            placement = place_media(args.media, video_ids, warehouse.landing_media, args.format)
+        catalog, interactions = build_tables(dataset, placement.uris)
     except (DatasetError, OSError, ValueError, pd.errors.ParserError) as error:
         print(f"import_dataset: {args.format}: {error}", file=sys.stderr)
         return 2
@@ -340,11 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     write_parquet(interactions, interactions_path)
     n_users = len(pd.unique(dataset.interactions[USER_ID]))
     n_likes = int((dataset.interactions[EVENT] == "like").sum())
-    n_media = sum(uri is not None for uri in catalog.column(URI).to_pylist())
+    media = ""
+    if args.media is not None:
+        media = (f" (media: linked={placement.linked} copied={placement.copied} unchanged={placement.unchanged} "
+                 f"removed={placement.removed} in {warehouse.landing_media / args.format})")
     print(
         f"import_dataset: format={args.format} videos={catalog.num_rows} users={n_users} "
-        f"interactions={interactions.num_rows} likes={n_likes} with_media={n_media} "
-        f"-> {catalog_path}, {interactions_path}"
+        f"interactions={interactions.num_rows} likes={n_likes} with_media={len(placement.uris)} "
+        f"-> {catalog_path}, {interactions_path}{media}"
     )
     return 0
 

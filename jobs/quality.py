@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,6 +100,32 @@ def feature_suite(features: pd.DataFrame, min_coverage: float) -> SuiteResult:
     ])
     return SuiteResult("video_features", result.success and coverage_result.success, len(frame),
                        result.failures + coverage_result.failures)
+
+
+# What to do about the videos quarantined for each reason, for the error when media coverage is too low.
+QUARANTINE_FIXES = {
+    "outside_media_roots": "put the files under {landing_media} or add their directory to VREC_MEDIA_ROOTS "
+                           "(`jobs.import_dataset --media DIR` places them there)",
+    "missing": "the files are not there: check that the catalog uris name existing files "
+               "(relative uris are read from {landing_media})",
+    "empty": "the files are empty (0 bytes): copy them again",
+    "truncated": "the files are cut short: copy them again",
+    "not_media": "these are not media files ffmpeg accepts: check what the catalog uris point at",
+    "no_video_stream": "the files hold no video stream (audio only?): point the uris at the videos",
+    "unsafe_container": "playlists and concat lists are refused: point the uris at the media files themselves",
+    "timeout": "decoding ran out of time: raise --decode-timeout-s (VREC_DECODE_TIMEOUT_S)",
+    "frame_too_large": "the frames are larger than VREC_MAX_PIXELS: raise it or downscale the files",
+}
+
+
+def media_coverage_hint(reasons: dict[str, int], landing_media: Path | str, quarantine_path: Path | str) -> str:
+    """One sentence for a failed media coverage: the most common quarantine reason, its count and the fix."""
+    if not reasons:
+        return f"no video was quarantined ({quarantine_path} is empty or absent)"
+    reason, count = max(reasons.items(), key=lambda item: (item[1], item[0]))
+    fix = QUARANTINE_FIXES.get(reason, "see the detail column of {quarantine_path}")
+    return (f"{count} of {sum(reasons.values())} quarantined videos are {reason} ({quarantine_path}): "
+            + fix.format(landing_media=landing_media, quarantine_path=quarantine_path))
 
 
 def recommendation_suite(lists: pd.DataFrame, interactions: pd.DataFrame, catalog_ids: pd.Series,

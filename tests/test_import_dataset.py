@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -138,18 +140,97 @@ def test_microlens_keeps_file_order_and_reads_crlf_titles(microlens: Path, tmp_p
     }  # fmt: skip
 
 
-def test_media_directory_sets_uris(microlens: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
     media = tmp_path / "media"
     media.mkdir()
-    for name in ("10.mp4", "40.webm", "junk.txt", "30"):
-        (media / name).write_bytes(b"\x00")
+    for name, data in (("10.mp4", b"ten"), ("10.webm", b"not me"), ("40.webm", b"forty"), ("junk.txt", b"j"),
+                       ("30", b"no extension"), ("99.mp4", b"no such item")):
+        (media / name).write_bytes(data)
+    return media
+
+
+def _placed(warehouse: Path) -> dict[str, bytes]:
+    folder = warehouse / "landing" / "media" / "microlens"
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_media_are_hard_linked_into_the_media_root_with_relative_uris(
+    microlens: Path, media: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     warehouse = tmp_path / "warehouse"
     assert _run("microlens", microlens, warehouse, "--media", str(media)) == 0
+    assert "with_media=2 " in capsys.readouterr().out
     rows = _by_id(_tables(warehouse, "microlens")[0])
-    assert rows["10"]["uri"] == str((media / "10.mp4").resolve())
-    assert rows["40"]["uri"] == str((media / "40.webm").resolve())
+    assert rows["10"]["uri"] == "microlens/10.mp4"  # relative to landing/media; .mp4 before .webm
+    assert rows["40"]["uri"] == "microlens/40.webm"
     assert rows["20"]["uri"] is None and rows["30"]["uri"] is None  # "30" has no extension
-    assert "junk" not in rows
+    assert "junk" not in rows and "99" not in rows
+    # Only the files of catalog items, each the very same inode as its source (a hard link).
+    assert _placed(warehouse) == {"10.mp4": b"ten", "40.webm": b"forty"}
+    placed = warehouse / "landing" / "media" / "microlens" / "10.mp4"
+    assert placed.samefile(media / "10.mp4") and not placed.is_symlink()
+
+
+def _refuse_hard_links(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    def refuse(src, dst, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(src), None, str(dst))
+
+    monkeypatch.setattr(import_dataset.os, "link", refuse)
+
+
+def test_media_are_copied_where_hard_links_fail(
+    microlens: Path, media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    _refuse_hard_links(monkeypatch, errno.EXDEV)  # the media on another file system
+    warehouse = tmp_path / "warehouse"
+    assert _run("microlens", microlens, warehouse, "--media", str(media)) == 0
+    assert "linked=0 copied=2 unchanged=0" in capsys.readouterr().out
+    assert _by_id(_tables(warehouse, "microlens")[0])["40"]["uri"] == "microlens/40.webm"
+    placed = warehouse / "landing" / "media" / "microlens" / "40.webm"
+    assert placed.read_bytes() == b"forty" and not placed.samefile(media / "40.webm")
+
+
+def test_media_reimport_keeps_identical_files_and_replaces_changed_ones(
+    microlens: Path, media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    _refuse_hard_links(monkeypatch, errno.EPERM)  # e.g. fs.protected_hardlinks on someone else's files
+    warehouse = tmp_path / "warehouse"
+    folder = warehouse / "landing" / "media" / "microlens"
+    assert _run("microlens", microlens, warehouse, "--media", str(media)) == 0
+    inode = (folder / "40.webm").stat().st_ino
+    capsys.readouterr()
+
+    assert _run("microlens", microlens, warehouse, "--media", str(media)) == 0
+    assert "linked=0 copied=0 unchanged=2 removed=0" in capsys.readouterr().out
+    assert (folder / "40.webm").stat().st_ino == inode  # left alone, not written again
+
+    (media / "10.mp4").write_bytes(b"TEN")  # same size, other bytes
+    (media / "40.webm").unlink()
+    assert _run("microlens", microlens, warehouse, "--media", str(media)) == 0
+    assert "copied=1 unchanged=0 removed=1" in capsys.readouterr().out
+    assert _placed(warehouse) == {"10.mp4": b"TEN"}  # no temporary files left behind
+    assert _by_id(_tables(warehouse, "microlens")[0])["40"]["uri"] is None
+
+
+def test_media_symlink_in_the_target_is_replaced_by_the_file(microlens: Path, media: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse"
+    folder = warehouse / "landing" / "media" / "microlens"
+    folder.mkdir(parents=True)
+    (folder / "10.mp4").symlink_to(media / "10.mp4")  # same bytes, but a link out of the media root
+    assert _run("microlens", microlens, warehouse, "--media", str(media)) == 0
+    assert not (folder / "10.mp4").is_symlink() and (folder / "10.mp4").samefile(media / "10.mp4")
+
+
+def test_media_directory_that_is_already_the_target_is_left_as_it_is(microlens: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse"
+    folder = warehouse / "landing" / "media" / "microlens"
+    folder.mkdir(parents=True)
+    (folder / "10.mp4").write_bytes(b"ten")
+    (folder / "notes.txt").write_bytes(b"the user's own file")
+    assert _run("microlens", microlens, warehouse, "--media", str(folder)) == 0
+    assert _by_id(_tables(warehouse, "microlens")[0])["10"]["uri"] == "microlens/10.mp4"
+    assert _placed(warehouse) == {"10.mp4": b"ten", "notes.txt": b"the user's own file"}
 
 
 def test_formats_write_side_by_side_and_reimport_replaces(

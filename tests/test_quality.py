@@ -2,11 +2,17 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pytest
 
 from features.audio import AUDIO_DIM
 from features.text import TEXT_DIM
 from features.visual import VISUAL_DIM
-from jobs.quality import feature_suite, recommendation_suite
+from jobs import config
+from jobs.quality import feature_suite, media_coverage_hint, recommendation_suite
+from jobs.stage import StageError
+from jobs.tables import write_arrow_table
+from jobs.validate_features import validate_features
 
 
 def _features(n=4) -> pd.DataFrame:
@@ -33,6 +39,44 @@ def test_feature_suite_passes_clean_features_and_names_each_defect():
     sparse.loc[1:, "has_video"] = False   # 1 of 4 videos with media features
     result = feature_suite(sparse, min_coverage=0.5)
     assert [f["column"] for f in result.failures] == ["media_coverage"]
+
+
+def test_media_coverage_failure_names_the_main_quarantine_reason_and_the_fix(tmp_path):
+    wh = config.Warehouse.at(tmp_path / "wh")
+    features = _features()
+    features["has_video"] = False
+    features["has_audio"] = False
+    write_arrow_table(pa.Table.from_pandas(features, preserve_index=False), wh.video_features, "2026-11-20")
+    quarantine = pa.table({"video_id": ["v0", "v1", "v2", "v3"], "uri": ["/clips/0.mp4"] * 3 + ["3.mp4"],
+                           "reason": ["outside_media_roots"] * 3 + ["missing"], "detail": ["-"] * 4})
+    write_arrow_table(quarantine, wh.media_quarantine / "2026-11-20", "2026-11-20")
+
+    with pytest.raises(StageError) as failure:
+        validate_features(wh, "2026-11-20")
+    message = str(failure.value)
+    assert message.startswith("[validate_features] video_features failed validation: ")
+    assert "media_coverage" in message
+    assert (f"3 of 4 quarantined videos are outside_media_roots ({wh.media_quarantine / '2026-11-20'}): "
+            f"put the files under {wh.landing_media} or add their directory to VREC_MEDIA_ROOTS") in message
+    assert "\n" not in message
+
+    # Another night, nothing quarantined: the hint says so instead of guessing.
+    with pytest.raises(StageError, match="no video was quarantined"):
+        validate_features(wh, "2026-11-21")
+
+
+@pytest.mark.parametrize(("reason", "fix"), [
+    ("missing", "the files are not there"),
+    ("empty", "copy them again"),
+    ("timeout", "--decode-timeout-s"),
+    ("no_video_stream", "no video stream"),
+    ("a_new_reason", "see the detail column of /wh/tables/media_quarantine/d"),
+])
+def test_media_coverage_hint_gives_a_fix_for_each_common_reason(reason, fix):
+    hint = media_coverage_hint({reason: 5, "empty": 1} if reason != "empty" else {"empty": 5},
+                               "/wh/landing/media", "/wh/tables/media_quarantine/d")
+    assert hint.startswith(f"5 of {6 if reason != 'empty' else 5} quarantined videos are {reason} ")
+    assert fix in hint
 
 
 def _lists():
