@@ -3,7 +3,9 @@
     python -m jobs.extract_features --warehouse DIR --run-date YYYY-MM-DD [--full-refresh] [--fps 1.0]
         [--frame-encoder PATH]
 
-Runs over catalog partitions with `mapInPandas`. Incremental: a video's media is decoded again only
+Runs over catalog partitions with `mapInPandas`, which gets only the columns it reads: no timestamps,
+which pandas would hold in nanoseconds (years 1677 to 2262; the catalog's run from 0001 to 9999,
+and 9999-12-31 is a common "never"). Incremental: a video's media is decoded again only
 when its content hash, the extractor version or the frame encoder (the SHA-256 of the optional
 TorchScript file, jobs/frame_encoder.py) changes, and its text is embedded again only when the text
 changes; everything else is carried over from the previous table. A file that cannot be used
@@ -42,6 +44,8 @@ FEATURE_SCHEMA = """
     has_text boolean, text_embedding array<float>
 """
 FEATURE_FIELDS = dict(field.split() for field in FEATURE_SCHEMA.split(","))  # name -> Spark type
+# The catalog columns the Python workers read (`extract_partition`, `_media_row`), beside the prev_ ones.
+WORKER_CATALOG_COLUMNS = ("video_id", "uri", "title", "description", "tags")
 # Quarantine reasons worth another try next night even when the bytes are unchanged.
 RETRY_REASONS = {"timeout"}
 
@@ -197,7 +201,7 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
     restore_interrupted_swap(wh.video_features)
     limits = limits or config.DecodeLimits()
     media_roots = wh.media_roots()
-    catalog = spark.read.parquet(str(wh.catalog))
+    catalog = spark.read.parquet(str(wh.catalog)).select(*WORKER_CATALOG_COLUMNS)
 
     prev_names = ("content_sha256", "extractor_version", "frame_encoder_sha256", "text_sha256",
                   "quarantine_reason")

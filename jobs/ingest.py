@@ -6,6 +6,15 @@ Landing files may be CSV, JSON lines or Parquet, with columns in any order and o
 missing. Bad rows are not fatal one by one: each goes to `tables/rejected_rows/<run_date>/`
 with its reason and run_date; past `--max-bad-row-share` of the interactions the stage fails, before anything
 downstream runs.
+
+Times (`published_at`, `updated_at`, `ts`) are ISO-8601 text, epoch seconds, or, in Parquet, native
+timestamp columns of any unit. Every instant from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z
+is a time (upstream systems write 9999-12-31 for "never" and 0001-01-01 for "unset"); anything else,
+an instant outside that range included, is unreadable (sql/parse_timestamp.sql). An interaction with
+an unreadable `ts` is set aside as `bad_timestamp`; an interaction at any time up to the end of the run
+date is kept, year 0001 too (it sorts first in its user's history); one after it is `after_run_date`.
+A catalog row with an unreadable `published_at` or `updated_at` is kept with that time NULL, and counted
+by column in the `catalog_bad_timestamps` counter.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ STAGE = "ingest"
 CATALOG_COLUMNS = (config.VIDEO_ID, config.URI, config.TITLE, config.DESCRIPTION, config.TAGS,
                    config.PUBLISHED_AT, config.UPDATED_AT)
 INTERACTION_COLUMNS = (config.USER_ID, config.VIDEO_ID, config.TS, config.EVENT, config.WATCH_SECONDS)
+TIME_COLUMNS = (config.PUBLISHED_AT, config.UPDATED_AT, config.TS)
 LANDING_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
@@ -40,7 +50,43 @@ def _read_one(spark, path: Path):
                 .option("escape", '"').option("mode", "PERMISSIVE").csv(str(path)))
     if suffix in (".jsonl", ".json"):
         return spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE").json(str(path))
+    # Spark cannot read Parquet timestamps in nanoseconds (what pandas writes by default) at all; as
+    # their raw count they can be read, and `_as_text` turns them back into times.
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     return spark.read.parquet(str(path))
+
+
+def _nanosecond_columns(path: Path) -> set[str]:
+    """The Parquet file's timestamp columns in nanoseconds (Spark reads them as that count)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.suffix.lower() != ".parquet":
+        return set()
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError):  # not Parquet: Spark's reader says so
+        return set()
+    return {f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"}
+
+
+def _as_text(df, name: str, nanoseconds: set[str]):
+    """Column `name` as text that sql/parse_timestamp.sql and the other columns' SQL read."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, DecimalType, DoubleType, FloatType
+
+    column = F.col(f"`{name}`")
+    data_type = df.schema[name].dataType
+    if isinstance(data_type, ArrayType):
+        return F.array_join(column.cast("array<string>"), "|")
+    if name in nanoseconds:
+        # Native timestamps (any other unit, with or without a zone) cast to text by themselves.
+        return F.timestamp_micros(F.expr(f"`{name}` div 1000")).cast("string")
+    if name in TIME_COLUMNS and isinstance(data_type, (DoubleType, FloatType, DecimalType)):
+        # Fractional epoch seconds as plain digits (a double casts to '1.7E9'); NaN, infinities
+        # and numbers too large for any time become NULL.
+        return column.try_cast("decimal(20, 6)").cast("string")
+    return column.cast("string")
 
 
 def read_landing(spark, directory: Path, columns: tuple[str, ...]):
@@ -50,21 +96,19 @@ def read_landing(spark, directory: Path, columns: tuple[str, ...]):
     joined with `|`; `_raw` keeps the original row as JSON for the rejected-rows table.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType
 
     frames = []
     for path in landing_files(directory):
         df = _read_one(spark, path)
+        nanoseconds = _nanosecond_columns(path)
         original = [c for c in df.columns if c != "_corrupt_record"]
         raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original])) if original else F.lit(None)
         selected = []
         for name in columns:
             if name not in df.columns:
                 selected.append(F.lit(None).cast("string").alias(name))
-            elif isinstance(df.schema[name].dataType, ArrayType):
-                selected.append(F.array_join(F.col(name).cast("array<string>"), "|").alias(name))
             else:
-                selected.append(F.col(name).cast("string").alias(name))
+                selected.append(_as_text(df, name, nanoseconds).alias(name))
         frames.append(df.select(*selected, raw.alias("_raw"), F.lit(path.name).alias("_source_file"),
                                 F.monotonically_increasing_id().alias("_row_in_file")))
     if not frames:
@@ -91,6 +135,8 @@ def ingest(spark, wh: config.Warehouse, run_date: str,
     catalog = spark.sql(load_sql("catalog_latest", published_at_ts=timestamp_expr(config.PUBLISHED_AT),
                                  updated_at_ts=timestamp_expr(config.UPDATED_AT))).cache()
     catalog.createOrReplaceTempView("catalog")
+    bad_times = spark.sql(load_sql("catalog_bad_timestamps", published_at_ts=timestamp_expr(config.PUBLISHED_AT),
+                                   updated_at_ts=timestamp_expr(config.UPDATED_AT))).first().asDict()
     catalog_rejected = (catalog_raw.where(F.col(config.VIDEO_ID).isNull() | (F.trim(config.VIDEO_ID) == ""))
                         .select(F.lit("catalog").alias("source"), F.lit("missing_video_id").alias(config.REASON),
                                 "_source_file", "_raw"))
@@ -126,6 +172,7 @@ def ingest(spark, wh: config.Warehouse, run_date: str,
     counters = {
         "catalog_rows_read": catalog_raw.count(),
         "catalog_rows_rejected": catalog_rejected.count(),
+        "catalog_bad_timestamps": bad_times,
         "videos": catalog.count(),
         "interactions_read": interactions_read,
         "interactions_rejected": bad,

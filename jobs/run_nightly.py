@@ -4,8 +4,9 @@
 
 The same job code the DAG runs, in one process that shares one local SparkSession between the
 Spark stages. Exit 0 on success; on failure, exit 1 with one line on stderr naming the stage and
-the reason (the traceback of an unexpected error goes to `runs/<run_date>/error.log`). The last
-line on stdout is the run's counters as one JSON object.
+the reason, the last line on stderr (Spark is stopped first; the traceback of an unexpected error
+goes to `runs/<run_date>/error.log`). The last line on stdout is the run's counters as one JSON
+object.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import traceback
 from dataclasses import replace
 
 from jobs import config
-from jobs.stage import StageError, base_parser, describe, preflight
+from jobs.stage import StageError, base_parser, describe, fail, preflight
 
 
 def _stages(args, wh: config.Warehouse):
@@ -78,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preflight(wh)
     except StageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return fail(str(err))
 
     from jobs.report import run_summary
 
@@ -90,11 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run()
         except StageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+            return fail(str(err))
         except Exception as err:  # noqa: BLE001 -- any failure must end as one clear line, not a dump
-            print(f"error: [{name}] {describe(err, wh)}{keep_traceback(wh, args.run_date)}", file=sys.stderr)
-            return 1
+            return fail(f"[{name}] {describe(err, wh)}{keep_traceback(wh, args.run_date)}")
         print(f"stage {name} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     print(json.dumps(run_summary(wh, args.run_date), sort_keys=True))
     return 0

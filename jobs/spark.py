@@ -3,6 +3,9 @@
 Locally this is `local[*]`; on a cluster spark-submit supplies the master and resources and
 the builder only adds what the jobs rely on. Workers must run the same interpreter as the
 driver, or they start the system Python and fail to import pandas.
+
+Tables are written with timestamps as Parquet TIMESTAMP_MICROS, not Spark's default INT96, which
+pyarrow reads as nanoseconds: years 1677 to 2262 only, anything else silently wrapped around.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def get_spark(app_name: str, master: str | None = None):
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -38,6 +42,26 @@ def get_spark(app_name: str, master: str | None = None):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("VREC_SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+def stop_spark() -> None:
+    """Stop this process's SparkSession, if one is running, before a CLI prints its last error line.
+
+    A failed job leaves Spark logging after the exception reaches Python (the other tasks of the
+    stage are killed and say so, with the worker's traceback); stopping waits for that, so the
+    error line really is the last line on stderr. Only for a process that is about to exit.
+    """
+    if "pyspark" not in sys.modules:   # no Spark stage ran: nothing to stop, nothing to import
+        return
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None:
+        return
+    try:
+        active.stop()
+    except Exception:  # noqa: BLE001 -- a JVM that is already gone has nothing more to log
+        pass
 
 
 def _launched_by_spark_submit() -> bool:

@@ -11,6 +11,7 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 import traceback
@@ -80,32 +81,52 @@ def preflight(wh: config.Warehouse) -> None:
                                       f"{config.DEFAULT_MIN_FREE_MIB} MiB (VREC_MIN_FREE_MIB)")
 
 
+# `RuntimeError: why` or `pkg.SomeError`, at the start of a line: not a frame, code or caret line.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Invalid)\b(:|$)")
+
+
 def describe(err: Exception, wh: config.Warehouse) -> str:
-    """One line for an unexpected failure: a full disk says so and where; else the error's first line
-    (a Spark failure's message carries a whole Java stack)."""
+    """One line for an unexpected failure: a full disk says so and where; an exception in a Spark
+    Python worker is named by the worker's own last traceback line (what was raised, and why);
+    else the error's first line (a Spark failure's message carries a whole Java stack)."""
     text = str(err)
     if "No space left on device" in text or getattr(err, "errno", None) == errno.ENOSPC:
         return f"no space left on device under {wh.root}"
     if isinstance(err, OSError) and err.filename:
         return f"{err.strerror or type(err).__name__}: {err.filename}"
+    if type(err).__name__ == "PythonException" and "Traceback (most recent call last):" in text:
+        # The worker's traceback (frames indented) ends with the line of the exception it raised.
+        traceback_lines = text[text.index("Traceback (most recent call last):"):].splitlines()
+        raised = [line.strip() for line in traceback_lines if _EXCEPTION_LINE.match(line)]
+        if raised:
+            return f"in a Spark Python worker: {raised[-1]}"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(err).__name__}: {first}"
+
+
+def fail(message: str) -> int:
+    """End a CLI that failed: stop Spark first, so that `message` is the last line on stderr."""
+    from jobs.spark import stop_spark
+
+    stop_spark()
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 1
 
 
 def run_stage(stage: str, warehouse: str | None, body: Callable[[config.Warehouse], dict]) -> int:
     """Run a stage body for a CLI (what each Airflow task runs): the same preflight as `run_nightly`,
     then the body; print its counters as JSON, or end with one error line and exit 1 (an unexpected
-    error's traceback goes to stderr above that line, for the task log)."""
+    error's traceback goes to stderr above that line, for the task log). The error line is the last
+    line on stderr: Spark is stopped before it is printed (`fail`)."""
     wh = config.Warehouse.at(warehouse)
     try:
         preflight(wh)
         counters = body(wh)
     except StageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return fail(str(err))
     except Exception as err:  # noqa: BLE001 -- the last line of the log must say what failed
         traceback.print_exc()
-        print(f"error: [{stage}] {describe(err, wh)}", file=sys.stderr)
-        return 1
+        return fail(f"[{stage}] {describe(err, wh)}")
     print(json.dumps(counters, sort_keys=True, default=str))
     return 0

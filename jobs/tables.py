@@ -65,6 +65,11 @@ def write_arrow_table(table: pa.Table, target: Path, run_date: str) -> None:
 
 
 def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Every Parquet file under `path` (recursively), as one Arrow table."""
+    """Every Parquet file under `path` (recursively), as one Arrow table.
+
+    INT96 timestamps (what Spark writes unless told otherwise, and tables from before it was) are
+    read in microseconds: in nanoseconds, pyarrow's default, a year outside 1677-2262 wraps around.
+    """
     restore_interrupted_swap(path)
-    return ds.dataset(str(path), format="parquet").to_table(columns=columns)
+    parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(coerce_int96_timestamp_unit="us"))
+    return ds.dataset(str(path), format=parquet).to_table(columns=columns)

@@ -1,6 +1,8 @@
 -- One current row per video from every landing catalog file.
 -- The row with the latest updated_at wins; without one, the last file in name order (and the
--- last row in that file) wins. Rows without a video_id go to rejected_rows instead.
+-- last row in that file) wins. Rows without a video_id go to rejected_rows instead. A published_at or
+-- updated_at that is no time in 0001..9999 UTC (sql/parse_timestamp.sql) is NULL here, the row is kept,
+-- and sql/catalog_bad_timestamps.sql counts it; 9999-12-31 ("never") and 0001-01-01 are times.
 WITH parsed AS (
   SELECT
     nullif(trim(video_id), '')          AS video_id,

@@ -1,6 +1,7 @@
 -- Every landing interaction with its parsed fields and, for a bad row, the reason it is set aside.
 -- Interactions after the end of the run date are kept out, so a backfill of an earlier date
--- sees only what was known on that date.
+-- sees only what was known on that date. A ts that is no time in 0001..9999 UTC (sql/parse_timestamp.sql)
+-- is bad_timestamp; any time up to the end of the run date is kept, year 0001 included.
 WITH parsed AS (
   SELECT
     nullif(trim(i.user_id), '')                          AS user_id,

@@ -1,8 +1,10 @@
 """Ingest under generated bad input (hypothesis): wrong types, missing and extra columns, empty
-files, broken lines, huge strings, unicode and NUL bytes, ancient and future times, duplicate keys,
-unknown videos, in interaction files and in catalog files of every landing format. Nothing crashes;
-every bad row is counted with its reason; every good row flows through, once; of a video's catalog
-rows, the latest update wins."""
+files, broken lines, huge strings, unicode and NUL bytes, times anywhere in ISO-8601's years 0001 to
+9999 (9999-12-31 "never" and 0001-01-01 "unset" drawn often) and just outside them, duplicate keys,
+unknown videos, in interaction files and in catalog files of every landing format, Parquet's native
+timestamps included. Nothing crashes; every bad row is counted with its reason; every good row flows
+through, once; of a video's catalog rows, the latest update wins; every catalog time that is given
+but is not one is counted."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from jobs.tables import read_table
 
 pytestmark = pytest.mark.spark
 RUN_DATE = "2026-11-20"
-END_OF_RUN_DATE = dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)
+UTC = dt.timezone.utc
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 VIDEOS = [f"v{n}" for n in range(1, 6)]
 
 # Ids are strings of any script, without whitespace or control characters (those are trimmed or
@@ -29,16 +32,39 @@ ids = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"))
 huge = st.builds(lambda piece, times: piece * times, st.sampled_from(["ab", "\u00e9", "\u4e2d\x00"]),
                  st.integers(5_000, 20_000))
 free_text = st.one_of(st.text(max_size=60), st.just("\x00nul\x00"), huge)
-moments = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2026, 11, 20, 23, 59, 59),
-                       timezones=st.just(dt.timezone.utc))
-future = st.datetimes(min_value=dt.datetime(2026, 11, 21), max_value=dt.datetime(2999, 1, 1),
-                      timezones=st.just(dt.timezone.utc))
+# The ends of the range come up often: upstream systems write them for "unset" and "never".
+ZERO, NEVER, LAST = (dt.datetime(1, 1, 1, tzinfo=UTC), dt.datetime(9999, 12, 31, tzinfo=UTC),
+                     dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+
+
+def between(low: dt.datetime, high: dt.datetime, ends: list[dt.datetime]):
+    return st.one_of(st.sampled_from(ends), st.datetimes(min_value=low.replace(tzinfo=None),
+                                                         max_value=high.replace(tzinfo=None), timezones=st.just(UTC)))
+
+
+moments = between(ZERO, dt.datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC), [ZERO])
+future = between(dt.datetime(2026, 11, 21, tzinfo=UTC), LAST, [NEVER, LAST])
+any_moment = between(ZERO, LAST, [ZERO, NEVER, LAST])
+# Read like times, but are none: outside 0001..9999 in UTC (year 10000 in UTC, year 0, five-digit
+# years, epoch seconds one past either end, an epoch in milliseconds or microseconds read as seconds).
+out_of_range = st.sampled_from(["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00", "10000-01-01T00:00:00Z",
+                                "-0001-01-01", 253402300800, -62135596801, 1762000000000, 99999999999999])
 events = st.sampled_from(["view", "VIEW", "Like", "share", "complete", "skip", " view "])
 
 
 def render_time(moment: dt.datetime, as_epoch: bool):
+    """ISO-8601 in UTC with a four-digit year (strftime's %Y drops the zeros of year 0001), or epoch seconds."""
     moment = moment.replace(microsecond=0)
-    return int(moment.timestamp()) if as_epoch else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (moment - EPOCH) // dt.timedelta(seconds=1) if as_epoch else moment.isoformat().replace("+00:00", "Z")
+
+
+def in_another_zone(moment: dt.datetime) -> str:
+    """The same instant written with a +05:30 offset (-05:30 where that would leave year 9999)."""
+    moment = moment.replace(microsecond=0)
+    try:
+        return moment.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))).isoformat()
+    except OverflowError:
+        return moment.astimezone(dt.timezone(-dt.timedelta(hours=5, minutes=30))).isoformat()
 
 
 @st.composite
@@ -58,8 +84,8 @@ def good_row(draw) -> dict:
 def key(row: dict) -> tuple:
     """What makes two good rows the same interaction (ingest drops exact duplicates)."""
     ts = row["ts"]
-    moment = (dt.datetime.fromtimestamp(ts, dt.timezone.utc) if isinstance(ts, int)
-              else dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc))
+    moment = (EPOCH + dt.timedelta(seconds=ts) if isinstance(ts, int)
+              else dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
     return str(row["user_id"]), row["video_id"], moment, row.get("event", "view").strip().lower()
 
 
@@ -78,7 +104,7 @@ def bad_row(draw) -> tuple[str, object]:
         row["video_id"] = draw(st.sampled_from(["", None]))
     elif defect == "bad_timestamp":
         row["ts"] = draw(st.one_of(st.sampled_from(["not a time", "2026-13-45", "", "yesterday", None, True]),
-                                   st.text(alphabet="xyzq", min_size=1, max_size=20)))
+                                   st.text(alphabet="xyzq", min_size=1, max_size=20), out_of_range))
     elif defect == "after_run_date":
         row["ts"] = render_time(draw(future), draw(st.booleans()))
     elif defect == "unknown_video":
@@ -87,7 +113,8 @@ def bad_row(draw) -> tuple[str, object]:
         row["watch_seconds"] = draw(st.one_of(st.floats(-1e6, -0.001),
                                               st.sampled_from(["abc", "12s", "NaN", "Infinity", "-Infinity", True])))
     else:  # not JSON at all: the reader keeps it as a corrupt record with no fields
-        return "missing_user_id", "{" + draw(st.text(max_size=30)).replace("\n", " ")
+        # One line: Spark's line reader ends a line at a carriage return too.
+        return "missing_user_id", "{" + draw(st.text(max_size=30)).replace("\n", " ").replace("\r", " ")
     return defect, row
 
 
@@ -127,16 +154,17 @@ def test_fuzzed_landing_files_never_crash_and_every_row_is_accounted_for(spark, 
 
 # ---- the catalog ------------------------------------------------------------------------------
 CATALOG_IDS = ["v1", "v2", "v3", " v1 ", "\u4e2d\u6587", "\u00fc-9", 7, 12]   # ints: ids that look like numbers
-updated_moments = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2999, 1, 1),
-                               timezones=st.just(dt.timezone.utc))
+TIME_COLUMNS = ("published_at", "updated_at")
+NOT_TIMES = {"published_at": ["soon", "2026-02-30", ""], "updated_at": ["yesterday", "2026-13-01", "", "0x10"]}
 # A value of the wrong type in a text column is read as text, never a crash.
 odd_text = st.one_of(free_text, st.integers(-10**9, 10**9), st.floats(allow_nan=False, allow_infinity=False),
                      st.booleans(), st.none())
 
 
 @st.composite
-def catalog_row(draw) -> tuple[dict, dt.datetime | None]:
-    """(row, its parsed updated_at); the row's `uri` is unique, so the winning row can be found."""
+def catalog_row(draw) -> tuple[dict, dict[str, dt.datetime | None], set[str]]:
+    """(row, the instant each time column means or None, the time columns given that are no time);
+    the row's `uri` is unique, so the winning row can be found."""
     row: dict = {}
     id_kind = draw(st.sampled_from(["id"] * 6 + ["blank", "absent"]))
     if id_kind == "id":
@@ -147,30 +175,38 @@ def catalog_row(draw) -> tuple[dict, dt.datetime | None]:
         if draw(st.booleans()):
             row[column] = draw(st.one_of(odd_text, st.lists(st.text(max_size=8), max_size=3)) if column == "tags"
                                else odd_text)
-    if draw(st.booleans()):
-        row["published_at"] = draw(st.one_of(st.builds(lambda m: render_time(m, False), updated_moments),
-                                             st.sampled_from(["soon", "2026-02-30", ""])))
-    updated = None
-    kind = draw(st.sampled_from(["iso", "epoch", "offset", "garbage", "absent"]))
-    if kind in ("iso", "epoch", "offset"):
-        updated = draw(updated_moments).replace(microsecond=0)
-        if kind == "offset":   # the same instant written in another time zone
-            row["updated_at"] = updated.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))).isoformat()
-        else:
-            row["updated_at"] = render_time(updated, kind == "epoch")
-    elif kind == "garbage":
-        row["updated_at"] = draw(st.sampled_from(["yesterday", "2026-13-01", "", "0x10"]))
+    times: dict[str, dt.datetime | None] = {}
+    not_times: set[str] = set()
+    for column in TIME_COLUMNS:
+        kind = draw(st.sampled_from(["iso", "epoch", "offset", "garbage", "absent"]))
+        times[column] = None
+        if kind in ("iso", "epoch", "offset"):
+            times[column] = draw(any_moment).replace(microsecond=0)
+            # "offset": the same instant written in another time zone
+            row[column] = in_another_zone(times[column]) if kind == "offset" else render_time(times[column],
+                                                                                             kind == "epoch")
+        elif kind == "garbage":
+            row[column] = draw(st.one_of(st.sampled_from(NOT_TIMES[column]), out_of_range))
+            if row[column] != "":   # blank is absent, not wrong
+                not_times.add(column)
     if draw(st.booleans()):
         row[draw(st.sampled_from(["extra", "\u00fcber", "owner"]))] = draw(free_text)
-    return row, updated
+    return row, times, not_times
 
 
-def write_catalog_file(path, rows: list[dict]) -> None:
-    """One landing file in the format its suffix names; Parquet and CSV hold text (or nothing)."""
+def write_catalog_file(path, rows: list[dict], native_times: list[dict] | None = None,
+                       unit: str = "us") -> None:
+    """One landing file in the format its suffix names; Parquet and CSV hold text (or nothing).
+
+    With `native_times` (Parquet only) the time columns are Parquet timestamps of those instants
+    instead: `unit` "us" with the UTC zone, "ms" without one (read as UTC).
+    """
     if path.suffix == ".jsonl":
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
         return
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     def as_text(value) -> str | None:
         if value is None:
@@ -179,6 +215,16 @@ def write_catalog_file(path, rows: list[dict]) -> None:
         # NUL bytes cannot be written to a text file that other tools read as CSV.
         return text if path.suffix == ".parquet" else text.replace("\x00", "")
 
+    if native_times is not None:
+        names = list(dict.fromkeys(name for row in rows for name in row if name not in TIME_COLUMNS))
+        columns = {name: pa.array([as_text(row.get(name)) for row in rows], pa.string()) for name in names}
+        zone = "UTC" if unit == "us" else None
+        for column in TIME_COLUMNS:
+            instants = [t[column] if zone or t[column] is None else t[column].replace(tzinfo=None)
+                        for t in native_times]
+            columns[column] = pa.array(instants, pa.timestamp(unit, tz=zone))
+        pq.write_table(pa.table(columns), path)
+        return
     frame = pd.DataFrame([{k: as_text(v) for k, v in row.items()} for row in rows], dtype=object)
     if path.suffix == ".parquet":   # a column with no values at all is written with Parquet's null type
         frame.to_parquet(path, index=False)
@@ -186,7 +232,8 @@ def write_catalog_file(path, rows: list[dict]) -> None:
         frame.to_csv(path, index=False)
 
 
-@given(files=st.lists(st.tuples(st.sampled_from([".jsonl", ".csv", ".parquet"]),
+# Each file: its format, and for Parquet whether times are native timestamps ("us", "ms") or text.
+@given(files=st.lists(st.tuples(st.sampled_from([".jsonl", ".csv", ".parquet"]), st.sampled_from(["text", "us", "ms"]),
                                 st.lists(catalog_row(), min_size=1, max_size=8)), min_size=1, max_size=3))
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -198,26 +245,36 @@ def test_fuzzed_catalog_files_keep_one_row_per_video_the_latest_update_winning(s
     # Expected: per trimmed id, the latest parseable updated_at wins; then the last file, last row.
     candidates: dict[str, list] = {}
     rejected = 0
-    for file_number, (suffix, rows) in enumerate(files):
+    not_times = dict.fromkeys(TIME_COLUMNS, 0)
+    for file_number, (suffix, times_as, rows) in enumerate(files):
         name = f"part-{file_number}{suffix}"
-        for row_number, (row, updated) in enumerate(rows):
+        native = suffix == ".parquet" and times_as != "text"
+        for row_number, (row, times, given_not_times) in enumerate(rows):
             row["uri"] = f"{file_number}-{row_number}.mp4"
             video_id = str(row.get("video_id") or "").strip()
             if not video_id:
                 rejected += 1
                 continue
-            order = (updated is not None, updated or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
-                     name, row_number)
-            candidates.setdefault(video_id, []).append((order, row["uri"]))
-        write_catalog_file(wh.landing_catalog / name, [row for row, _ in rows])
+            for column in set() if native else given_not_times:   # native: no place for a wrong value
+                not_times[column] += 1
+            updated = times["updated_at"]
+            order = (updated is not None, updated or ZERO, name, row_number)
+            candidates.setdefault(video_id, []).append((order, row["uri"], times))
+        write_catalog_file(wh.landing_catalog / name, [row for row, _, _ in rows],
+                           [times for _, times, _ in rows] if native else None, times_as)
 
     counters = ingest(spark, wh, RUN_DATE, max_bad_row_share=1.0)
 
     assert counters["catalog_rows_rejected"] == rejected
     assert counters["videos"] == len(candidates)
-    catalog = read_table(wh.catalog).to_pandas().set_index("video_id") if candidates else None
+    assert counters["catalog_bad_timestamps"] == not_times
+    catalog = (read_table(wh.catalog).to_pandas(timestamp_as_object=True).set_index("video_id")
+               if candidates else None)
     for video_id, versions in candidates.items():
-        assert catalog.loc[video_id, "uri"] == max(versions)[1], video_id
+        _, uri, times = max(versions, key=lambda version: version[0])
+        assert catalog.loc[video_id, "uri"] == uri, video_id
+        for column in TIME_COLUMNS:   # exact, 0001 and 9999 included
+            assert catalog.loc[video_id, column] == times[column], (video_id, column)
     if catalog is not None:   # text columns are text, whatever type the files had
         assert all(isinstance(value, str) for column in ("title", "description", "tags")
                    for value in catalog[column])

@@ -1,9 +1,11 @@
 """Faults: a warehouse that cannot be written, or fills up, ends the run with one clear line naming
-the path; `kill -9` during feature extraction or during publish loses and duplicates nothing, and
-readers only ever see a whole night."""
+the path; a failure inside a Spark Python worker ends stderr with one line naming what it raised;
+`kill -9` during feature extraction or during publish loses and duplicates nothing, and readers only
+ever see a whole night."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -76,6 +78,50 @@ def test_full_warehouse_ends_with_one_line_naming_it(tmp_path, size, min_free_mi
     errors = error_lines(done)
     assert len(errors) == 1, done.stderr[-3000:]
     assert errors[0].endswith(expected.format(root=root)), errors
+
+
+@pytest.mark.slow
+def test_a_failure_in_a_spark_python_worker_ends_stderr_with_its_error_line(tmp_path):
+    """A frame encoder that passes the driver's check (blank frames) but returns one vector for a
+    whole batch of real frames: the feature job's Python worker raises inside mapInPandas, and Spark
+    goes on logging the other, killed task and the worker's traceback. The error line, naming what
+    the worker raised, still ends stderr: of run_nightly, and of the stage's own command."""
+    import torch
+
+    from tests.test_features import make_clip, script
+
+    class BlankFramesOnly(torch.nn.Module):
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            if bool(frames.amax() > 0):
+                return frames.mean(dim=(0, 2, 3))
+            return frames.mean(dim=(2, 3))
+
+    encoder = tmp_path / "encoder.pt"
+    script(BlankFramesOnly()).save(str(encoder))
+    wh = config.Warehouse.at(tmp_path / "warehouse")
+    videos, _, rows = text_only_catalog(seed=2, n_videos=30, n_users=10)   # two partitions, so two tasks
+    write_landing(wh, videos, rows)
+    wh.landing_media.mkdir(parents=True)
+    clip = make_clip(wh.landing_media / "clip.mp4", video="testsrc2=size=64x48:rate=10", seconds=1)
+    with (wh.landing_catalog / "catalog.jsonl").open("a") as catalog:
+        catalog.write(json.dumps({"video_id": "clip", "title": "a clip", "uri": clip.name}) + "\n")
+    raised = (f"error: [extract_features] in a Spark Python worker: RuntimeError: frame encoder {encoder} "
+              f"failed on video 'clip' ({clip}): frame encoder returned (3,) for ")
+
+    done = run_nightly([], str(wh.root), VREC_FRAME_ENCODER=str(encoder))
+    assert done.returncode == 1
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(raised) and last.endswith(f"(traceback in {wh.run_dir(RUN_DATE) / 'error.log'})"), \
+        done.stderr[-3000:]
+    assert error_lines(done) == [last]
+
+    done = subprocess.run([sys.executable, "-m", "jobs.extract_features", "--warehouse", str(wh.root),
+                           "--run-date", RUN_DATE], cwd=PROJECT_ROOT, env=project_env(VREC_FRAME_ENCODER=str(encoder)),
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(raised), done.stderr[-3000:]
+    assert error_lines(done) == [last]
 
 
 def killed_when(command: list[str], moment, timeout: float = 300.0) -> bool:
