@@ -1,6 +1,7 @@
 """Train: fit the fused two-tower model and its re-ranker, measure them, save a versioned artifact.
 
-    python -m jobs.train --warehouse DIR --run-date YYYY-MM-DD [--epochs 12] [--fine-tune-epochs 2] [--seed 7]
+    python -m jobs.train --warehouse DIR --run-date YYYY-MM-DD [--epochs 12] [--fine-tune-epochs 2] \
+        [--batch-size N] [--seed 7]
 
 Uses `cuda` when the node has a GPU (the DAG routes this task to the `gpu` pool), CPU otherwise.
 Each user's most recent interaction is held out to measure the model (see `models.fit`); the
@@ -23,7 +24,7 @@ STAGE = "train"
 
 
 def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_EPOCHS, fine_tune_epochs: int = 2,
-          seed: int = config.DEFAULT_SEED, batch_size: int = 512) -> dict:
+          seed: int = config.DEFAULT_SEED, batch_size: int | None = None) -> dict:
     from models.artifact import save_artifact
     from models.content import content_matrix, fit_content_stats
     from models.fit import FitSettings, fit_and_evaluate
@@ -59,9 +60,12 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS,
-                        help="most epochs of the first training (early stopping may end it sooner)")
+                        help="most epochs of the first training (early stopping, and on a large log its "
+                             "example budget, end it sooner)")
     parser.add_argument("--fine-tune-epochs", type=int, default=2, help="epochs of each fine-tuning")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="examples per step (default: 512, 1024 above 250,000 interactions, 2048 above "
+                             "1,000,000)")
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
     args = parser.parse_args(argv)
     return run_stage(STAGE, args.warehouse, lambda wh: train(wh, args.run_date,

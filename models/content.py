@@ -18,6 +18,8 @@ from features.audio import AUDIO_DIM, MFCC_SEQUENCE_SLICE, MFCC_STEPS, N_MFCC
 # (feature-table column, presence-flag column) for each content block, in matrix order.
 CONTENT_BLOCKS = (("text_embedding", "has_text"), ("visual", "has_video"), ("thumbnail", "has_video"),
                   ("audio", "has_audio"))
+# The blocks only a video with a readable media file has: consecutive in a row, after the text.
+MEDIA_BLOCKS = ("visual", "thumbnail", "audio")
 
 
 @dataclass
@@ -47,16 +49,27 @@ class ContentStats:
         names = [column for column, _ in CONTENT_BLOCKS]
         return sum(self.dims[name] for name in names[:names.index(block)])
 
+    def flag_column(self, block: str) -> int:
+        """Where `block`'s presence flag sits in a content-matrix row."""
+        names = [column for column, _ in CONTENT_BLOCKS]
+        return sum(self.dims.values()) + names.index(block)
+
     def branch_layout(self) -> dict[str, int]:
-        """Where the model's learned branches find their inputs in a row: the thumbnail as an RGB
-        image and the MFCC sequence as a (steps, coefficients) grid (absent blocks: no branch)."""
+        """Where the model finds the parts of a row that only videos with media have: the media
+        blocks (visual, thumbnail, audio) and their presence flags, the thumbnail as an RGB image
+        and the MFCC sequence as a (steps, coefficients) grid (absent blocks: no branch)."""
+        media_width = sum(self.dims[name] for name in MEDIA_BLOCKS)
         layout = {}
+        if media_width:
+            layout.update(media_offset=self.offset(MEDIA_BLOCKS[0]), media_width=media_width,
+                          media_flag_offset=self.flag_column(MEDIA_BLOCKS[0]), media_flag_count=len(MEDIA_BLOCKS))
         side = int(round((self.dims.get("thumbnail", 0) / 3) ** 0.5))
         if side and 3 * side * side == self.dims["thumbnail"]:
-            layout.update(thumbnail_offset=self.offset("thumbnail"), thumbnail_side=side)
+            layout.update(thumbnail_offset=self.offset("thumbnail"), thumbnail_side=side,
+                          thumbnail_flag=self.flag_column("thumbnail"))
         if self.dims.get("audio") == AUDIO_DIM:
             layout.update(mfcc_offset=self.offset("audio") + MFCC_SEQUENCE_SLICE.start,
-                          mfcc_steps=MFCC_STEPS, n_mfcc=N_MFCC)
+                          mfcc_steps=MFCC_STEPS, n_mfcc=N_MFCC, mfcc_flag=self.flag_column("audio"))
         return layout
 
 

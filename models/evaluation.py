@@ -54,6 +54,15 @@ def leave_last_out(data: IndexedInteractions, n_items: int, max_users: int | Non
     return Holdout(train=train, users=data.user[held], items=items, cold=counts[items] == 0)
 
 
+def sample_users(holdout: Holdout, max_users: int | None, seed: int = 7) -> Holdout:
+    """The same slice with at most `max_users` of its evaluated users (a seeded sample, in order);
+    the training interactions stay as they are."""
+    if max_users is None or len(holdout.users) <= max_users:
+        return holdout
+    keep = np.sort(np.random.default_rng(seed).choice(len(holdout.users), max_users, replace=False))
+    return Holdout(holdout.train, holdout.users[keep], holdout.items[keep], holdout.cold[keep])
+
+
 def seen_csr(data: IndexedInteractions, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """(indptr, items): user u's interacted videos are items[indptr[u]:indptr[u + 1]]."""
     order = np.argsort(data.user, kind="stable")

@@ -1,8 +1,9 @@
 """The fused two-tower model.
 
 Item tower: an MLP over the item's content (text, visual and audio features), a small CNN over the
-video's thumbnail, a 1-D CNN over its MFCC sequence, plus an ID embedding for warm items. During training the ID embedding is dropped at random, so the content path alone
-learns to place a video, which is what a video published today (no interactions, no trained ID)
+video's thumbnail, a 1-D CNN over its MFCC sequence (the media parts computed only for the videos
+that have media), plus an ID embedding for warm items. During training the ID embedding is dropped
+at random, so the content path alone learns to place a video, which is what a video published today (no interactions, no trained ID)
 relies on. User tower: a weighted pooling of the item vectors of the user's recent videos plus a
 user embedding, through an MLP. Both towers end on the unit sphere; a score is a cosine / tau.
 """
@@ -34,9 +35,26 @@ class TowerConfig:
     mfcc_steps: int = 0
     n_mfcc: int = 0
     branch_dim: int = 32
+    # The media blocks' columns in a row and their presence flags (see ContentStats.branch_layout).
+    # On a platform most videos are text-only: the media columns and branches are computed only
+    # for the rows that have them, not multiplied by zeros. 0 / -1: every row (older artifacts).
+    media_offset: int = 0
+    media_width: int = 0
+    media_flag_offset: int = 0
+    media_flag_count: int = 0
+    thumbnail_flag: int = -1
+    mfcc_flag: int = -1
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _rows_with(content: torch.Tensor, flag: int, count: int = 1) -> torch.Tensor:
+    """Indices of the rows with any of `count` presence flags from column `flag` set (every row
+    when there is no flag column)."""
+    if flag < 0:
+        return torch.arange(len(content), device=content.device)
+    return torch.nonzero((content[:, flag:flag + count] > 0.5).any(dim=1)).squeeze(1)
 
 
 class TwoTower(nn.Module):
@@ -71,17 +89,33 @@ class TwoTower(nn.Module):
 
     def encode_items(self, content: torch.Tensor, items: torch.Tensor, use_id: torch.Tensor) -> torch.Tensor:
         """Unit item vectors from content rows; `items` index the ID table where `use_id` is set."""
-        vectors = self.content_mlp(content)
         cfg = self.cfg
+        vectors = self.content_mlp[1:](self._content_layer(content))
         if self.thumbnail_cnn is not None:
-            pixels = content[:, cfg.thumbnail_offset: cfg.thumbnail_offset + 3 * cfg.thumbnail_side ** 2]
+            rows = _rows_with(content, cfg.thumbnail_flag)
+            pixels = content[rows, cfg.thumbnail_offset: cfg.thumbnail_offset + 3 * cfg.thumbnail_side ** 2]
             image = pixels.reshape(-1, cfg.thumbnail_side, cfg.thumbnail_side, 3).permute(0, 3, 1, 2)
-            vectors = vectors + self.thumbnail_cnn(image)
+            vectors = vectors.index_add(0, rows, self.thumbnail_cnn(image).to(vectors.dtype))
         if self.mfcc_cnn is not None:
-            grid = content[:, cfg.mfcc_offset: cfg.mfcc_offset + cfg.mfcc_steps * cfg.n_mfcc]
-            vectors = vectors + self.mfcc_cnn(grid.reshape(-1, cfg.mfcc_steps, cfg.n_mfcc).transpose(1, 2))
+            rows = _rows_with(content, cfg.mfcc_flag)
+            grid = content[rows, cfg.mfcc_offset: cfg.mfcc_offset + cfg.mfcc_steps * cfg.n_mfcc]
+            sequence = grid.reshape(-1, cfg.mfcc_steps, cfg.n_mfcc).transpose(1, 2)
+            vectors = vectors.index_add(0, rows, self.mfcc_cnn(sequence).to(vectors.dtype))
         ids = self.item_id(items.clamp_min(0))
         return F.normalize(vectors + ids * use_id.unsqueeze(-1).to(vectors.dtype), dim=-1)
+
+    def _content_layer(self, content: torch.Tensor) -> torch.Tensor:
+        """The content MLP's first layer: the same linear map over the whole row, with the media
+        columns multiplied only for the rows that have media (elsewhere they are zeros)."""
+        cfg, layer = self.cfg, self.content_mlp[0]
+        if not cfg.media_width:
+            return layer(content)
+        media = slice(cfg.media_offset, cfg.media_offset + cfg.media_width)
+        text_and_flags = torch.cat([content[:, :media.start], content[:, media.stop:]], dim=1)
+        weight = torch.cat([layer.weight[:, :media.start], layer.weight[:, media.stop:]], dim=1)
+        hidden = F.linear(text_and_flags, weight, layer.bias)
+        rows = _rows_with(content, cfg.media_flag_offset, cfg.media_flag_count)
+        return hidden.index_add(0, rows, F.linear(content[rows, media], layer.weight[:, media]).to(hidden.dtype))
 
     def user_vectors(self, users: torch.Tensor, history_vectors: torch.Tensor,
                      history_weights: torch.Tensor) -> torch.Tensor:
