@@ -1,17 +1,20 @@
 """Load benchmark: generate a platform-sized landing zone and run every nightly stage on it.
 
     python -m jobs.bench_load --warehouse DIR [--videos 50000] [--users 200000] \
-        [--interactions 1000000] [--media 300] [--out FILE]
+        [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--out FILE]
 
 Each stage runs as `python -m jobs.<stage>`, the command the DAG's tasks run, in its own process.
 Wall time is measured per stage; peak memory is the largest sum of resident memory over the
 stage's whole process tree (Python, the Spark JVM, ffmpeg), sampled every 0.2 s. Prints a table
-and the machine; `--out` writes JSON. A stage that fails stops the run with its error line.
+and the machine, then the held-out NDCG@10 and HR@10 of the published model and of every baseline
+from the night's `tables/model_metrics`; `--out` writes JSON. A stage that fails stops the run with
+its error line. `--per-user 3 15` makes the sparse, short-video-shaped log of `make bench-sparse`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -22,7 +25,9 @@ from pathlib import Path
 
 import psutil
 
+from jobs.config import Warehouse
 from jobs.stage import write_json
+from jobs.tables import read_table
 
 STAGES = ("ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish")
 
@@ -57,6 +62,20 @@ def run_measured(command: list[str]) -> dict:
             "exit_code": child.returncode, "last_line": last}
 
 
+def held_out_quality(wh: Warehouse, run_date: str) -> dict:
+    """Each method's held-out NDCG@10 and HR@10 on the night, and the published model's ratio to
+    the best baseline."""
+    metrics = read_table(wh.model_metrics / run_date).to_pandas()
+    table = metrics[metrics["metric"].isin(["ndcg@10", "hr@10"])].pivot_table(
+        index="method", columns="metric", values="value")
+    published = metrics.loc[metrics["is_published"], "method"].iloc[0]
+    baselines = table.drop(index=[m for m in table.index if m.startswith("two_tower")])
+    best = baselines["ndcg@10"].idxmax()
+    return {"methods": {m: {k: round(float(v), 4) for k, v in row.items()} for m, row in table.iterrows()},
+            "published": published, "best_baseline": best,
+            "ndcg@10_vs_best_baseline": round(float(table.loc[published, "ndcg@10"] / table.loc[best, "ndcg@10"]), 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", type=Path, required=True)
@@ -64,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--media", type=int, default=300)
+    parser.add_argument("--per-user", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                        help="each user draws LOW to HIGH interactions instead of --interactions")
     parser.add_argument("--run-date", default="2026-11-20")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -72,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = [("generate", [python, "-m", "jobs.make_load_data", "--warehouse", str(args.warehouse),
                            "--videos", str(args.videos), "--users", str(args.users),
                            "--interactions", str(args.interactions), "--media", str(args.media),
-                           "--run-date", args.run_date])]
+                           "--run-date", args.run_date, *(["--per-user", *map(str, args.per_user)]
+                                                          if args.per_user else [])])]
     steps += [(stage, [python, "-m", f"jobs.{stage}", *common]) for stage in STAGES]
-    results: dict = {"sizes": {k: getattr(args, k) for k in ("videos", "users", "interactions", "media")},
+    results: dict = {"sizes": {k: getattr(args, k) for k in ("videos", "users", "interactions", "media", "per_user")},
                      "stages": {}}
     print("| step | seconds | peak RSS GiB |\n|---|---|---|", flush=True)
     status = 0
@@ -93,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = (f"{os.cpu_count()} CPUs, {round(psutil.virtual_memory().total / 2**30)} GiB, "
                           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print(f"pipeline {results['pipeline_seconds']} s, peak {results['pipeline_peak_rss_gib']} GiB")
+    if status == 0:
+        wh = Warehouse.at(str(args.warehouse))
+        results["interactions_valid"] = json.loads((wh.run_dir(args.run_date) / "ingest.json").read_text())[
+            "interactions_valid"]
+        results["quality"] = held_out_quality(wh, args.run_date)
+        print("| method | NDCG@10 | HR@10 |\n|---|---|---|")
+        for method, values in results["quality"]["methods"].items():
+            print(f"| {method} | {values['ndcg@10']} | {values['hr@10']} |")
+        print(f"published {results['quality']['published']}: "
+              f"{results['quality']['ndcg@10_vs_best_baseline']}x the best baseline's NDCG@10")
     if args.out:
         write_json(args.out, results)
     return status

@@ -1,7 +1,7 @@
 """Generate a platform-sized landing zone for the load benchmark (`jobs.bench_load`).
 
     python -m jobs.make_load_data --warehouse DIR [--videos 50000] [--users 200000] \
-        [--interactions 1000000] [--media 300] [--seed 7] [--run-date 2026-11-20]
+        [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--seed 7] [--run-date 2026-11-20]
 
 The catalog comes from the demo generator's genres (`jobs.make_demo_data.plan_catalog`: text,
 publish times, cold-start videos), but only `--media` videos get a rendered clip; the rest are
@@ -46,8 +46,12 @@ WATCH_FRACTION = {"skip": (0.05, 0.25), "view": (0.3, 0.9), "like": (0.7, 1.0), 
 
 
 def simulate_interactions(rng: np.random.Generator, videos, n_users: int, n_interactions: int,
-                          run_day: date) -> pd.DataFrame:
-    """About `n_interactions` rows (duplicates of a user and video are dropped) for `n_users` users."""
+                          run_day: date, per_user: tuple[int, int] | None = None) -> pd.DataFrame:
+    """About `n_interactions` rows (duplicates of a user and video are dropped) for `n_users` users.
+
+    With `per_user` (low, high), each user instead draws between low and high interactions, uniformly
+    (a short-video platform's sparse log: every user has a handful, nobody has hundreds).
+    """
     run_start = datetime.combine(run_day, datetime.min.time(), tzinfo=timezone.utc).timestamp()
     window_start = run_start - HISTORY_DAYS * 86400
     genre_of = np.array([GENRES.index(next(g for g in GENRES if g.name == v.genre)) for v in videos])
@@ -55,9 +59,11 @@ def simulate_interactions(rng: np.random.Generator, videos, n_users: int, n_inte
     warm = np.array([not v.is_new for v in videos])
     popularity = np.array([v.popularity for v in videos]) * warm
 
-    # Heavy-tailed activity: most users have a handful of events, a few have hundreds.
-    activity = rng.lognormal(0.0, 1.0, n_users)
-    counts = np.maximum(1, np.round(activity / activity.sum() * n_interactions)).astype(np.int64)
+    if per_user is not None:
+        counts = rng.integers(per_user[0], per_user[1] + 1, n_users)
+    else:   # heavy-tailed activity: most users have a handful of events, a few have hundreds
+        activity = rng.lognormal(0.0, 1.0, n_users)
+        counts = np.maximum(1, np.round(activity / activity.sum() * n_interactions)).astype(np.int64)
     user = np.repeat(np.arange(n_users), counts)
     favourite = rng.integers(0, len(GENRES), n_users)[user]
     in_taste = rng.random(len(user)) < FAVOURITE_SHARE
@@ -102,12 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--media", type=int, default=300, help="videos with a rendered clip")
+    parser.add_argument("--per-user", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                        help="each user draws LOW to HIGH interactions (uniform) instead of --interactions "
+                             "spread over a heavy-tailed activity")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--run-date", default=DEFAULT_RUN_DATE)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     if min(args.videos, args.users, args.interactions) < 1 or not 0 <= args.media <= args.videos:
         parser.error("--videos, --users and --interactions must be >= 1, and --media between 0 and --videos")
+    if args.per_user and not 1 <= args.per_user[0] <= args.per_user[1]:
+        parser.error("--per-user needs 1 <= LOW <= HIGH")
     started = time.monotonic()
     wh = Warehouse.at(args.warehouse)
     catalog_rng, users_rng, media_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(3))
@@ -118,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         video.has_media = index in with_media
     rendered, reused = render_clips(videos, wh.landing_media, CLIP_SECONDS, args.workers,
                                     wh.root / "landing" / CLIPS_FILE, "ffmpeg")
-    interactions = simulate_interactions(users_rng, videos, args.users, args.interactions, run_day)
+    interactions = simulate_interactions(users_rng, videos, args.users, args.interactions, run_day, args.per_user)
     _write_atomic(wh.landing_catalog / CATALOG_FILE, catalog_jsonl(videos))
     _write_atomic(wh.landing_interactions / INTERACTIONS_FILE, interactions.to_csv(index=False))
     print(f"make_load_data: videos={len(videos)} media={len(with_media)} clips_rendered={rendered} "

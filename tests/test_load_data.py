@@ -20,3 +20,13 @@ def test_generated_landing_has_unique_time_ordered_interactions_after_publicatio
     assert (pd.to_datetime(events["ts"]) >= pd.to_datetime(published)).all()
     assert (pd.to_datetime(events["ts"]) < pd.Timestamp("2026-11-20", tz="UTC")).all()
     assert set(events["event"]) <= {"view", "like", "complete", "share", "skip"}
+
+
+def test_per_user_draws_a_sparse_log_with_every_user_inside_the_bounds(tmp_path):
+    assert make_load_data.main(["--warehouse", str(tmp_path), "--videos", "2000", "--users", "500",
+                                "--per-user", "3", "15", "--media", "0"]) == 0
+    per_user = pd.read_csv(tmp_path / "landing/interactions/interactions.csv").groupby("user_id").size()
+    assert len(per_user) == 500
+    # Duplicates of a user and video are dropped, so a user can fall just below LOW, never above HIGH.
+    assert per_user.max() <= 15 and per_user.min() >= 2 and (per_user >= 3).mean() > 0.95
+    assert 7 < per_user.mean() < 11
