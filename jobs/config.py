@@ -63,6 +63,19 @@ DEFAULT_RETENTION_DAYS = float(_env("RETENTION_DAYS", "30"))
 DEFAULT_MIN_FREE_MIB = int(_env("MIN_FREE_MIB", "100"))
 # Held-out evaluation (and early stopping) measures at most this many users, a seeded sample.
 DEFAULT_MAX_EVAL_USERS = int(_env("MAX_EVAL_USERS", "20000"))
+# Evaluate tunes item-kNN, ALS and BPR on a validation slice (VREC_TUNE_BASELINES=0: usual settings),
+# measured on at most this many users (a seeded sample): enough to rank a small grid, and at 200,000
+# users the grid's evaluations stay a small part of the stage.
+DEFAULT_TUNE_BASELINES = _env("TUNE_BASELINES", "1") != "0"
+DEFAULT_TUNING_EVAL_USERS = int(_env("TUNING_EVAL_USERS", "5000"))
+# The sequential baseline (SASRec) trains in the nightly evaluation when the log has at most this
+# many interactions (MovieLens-100k has 100,000), or always with VREC_EVAL_SEQUENTIAL=1 (never with 0).
+DEFAULT_SEQUENTIAL_MAX_INTERACTIONS = int(_env("SEQUENTIAL_MAX_INTERACTIONS", "200000"))
+EVAL_SEQUENTIAL = _env("EVAL_SEQUENTIAL", "auto")
+# How many of a user's latest videos SASRec reads, and its objective: "ce" (softmax over the whole
+# catalog, the stronger) or "bce" (one sampled negative per position, cheaper at large catalogs).
+DEFAULT_SASREC_MAX_LEN = int(_env("SASREC_MAX_LEN", "50"))
+DEFAULT_SASREC_LOSS = _env("SASREC_LOSS", "ce")
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 DEFAULT_SEED = int(_env("SEED", "7"))
 # An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float

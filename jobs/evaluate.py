@@ -3,17 +3,22 @@
     python -m jobs.evaluate --warehouse DIR --run-date YYYY-MM-DD [--gate-tolerance 0.25]
 
 On the same held-out slice the train stage measured the model on (each user's most recent
-interaction), fits and measures most popular, item-kNN, ALS and BPR. Writes
-`tables/model_metrics/<run_date>/` (one row per method and metric) and the HTML report
-`runs/<run_date>/evaluation.html`. Then the gate: when tonight's model is clearly worse than the
-one whose lists are being served (its held-out NDCG@10 more than the tolerance below), the stage
-fails, nothing is scored or published, and the previous lists stay current.
+interaction), fits and measures most popular, item-kNN, ALS and BPR, the last three with settings
+tuned on a validation slice of the training data (each user's last training interaction held out
+again), and on small logs (or with VREC_EVAL_SEQUENTIAL=1) the sequential baseline SASRec, its
+epochs chosen on the same validation slice. Writes `tables/model_metrics/<run_date>/` (one row per
+method and metric, the tuned settings and validation NDCG@10 included) and the HTML report
+`runs/<run_date>/evaluation.html` with the tuning grid. Then the gate: when tonight's model is
+clearly worse than the one whose lists are being served (its held-out NDCG@10 more than the
+tolerance below), the stage fails, nothing is scored or published, and the previous lists stay current.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
+from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
@@ -26,17 +31,80 @@ from jobs.tables import read_table, write_arrow_table
 
 STAGE = "evaluate"
 GATE_METRIC = "ndcg@10"
+VALIDATION_METRIC = "validation_ndcg@10"
 
 
-def baseline_metrics(wh: config.Warehouse, seed: int, max_eval_users: int | None) -> dict[str, dict]:
-    from models.baselines import fit_baselines
+@dataclass
+class BaselineEvaluation:
+    metrics: dict[str, dict]                               # method -> held-out metrics (and tuning facts)
+    tuning: dict[str, dict] = field(default_factory=dict)  # method -> grid, choice, seconds
+    sequential: dict = field(default_factory=dict)         # SASRec's facts, or why it did not run
+    seconds: float = 0.0
+
+
+def sequential_runs(n_interactions: int) -> tuple[bool, str]:
+    """(whether SASRec runs tonight, why): VREC_EVAL_SEQUENTIAL=1/0 decides, else the log's size."""
+    if config.EVAL_SEQUENTIAL == "1":
+        return True, "VREC_EVAL_SEQUENTIAL=1"
+    if config.EVAL_SEQUENTIAL == "0":
+        return False, "VREC_EVAL_SEQUENTIAL=0"
+    limit = config.DEFAULT_SEQUENTIAL_MAX_INTERACTIONS
+    if n_interactions <= limit:
+        return True, f"{n_interactions} training interactions, at most {limit}"
+    return False, f"{n_interactions} training interactions, more than {limit} (VREC_EVAL_SEQUENTIAL=1 forces it)"
+
+
+def evaluate_baselines(wh: config.Warehouse, seed: int, max_eval_users: int | None, *,
+                       tune: bool | None = None, log=print) -> BaselineEvaluation:
+    """Every baseline on the held-out slice of `leave_last_out(all interactions, max_eval_users, seed)`."""
+    from models.baselines import fit_baselines, tune_baselines
     from models.evaluation import evaluate, leave_last_out
 
+    started = time.perf_counter()
+    tune = config.DEFAULT_TUNE_BASELINES if tune is None else tune
     inputs = load_model_inputs(wh)
     n_users, n_items = len(inputs.user_ids), len(inputs.video_ids)
     holdout = leave_last_out(inputs.data, n_items, max_eval_users, seed)
-    baselines = fit_baselines(holdout.train, n_users, n_items, seed=seed)
-    return {name: evaluate(scorer, holdout, n_users, n_items) for name, scorer in baselines.items()}
+    # The validation slice: each user's last training interaction, as models/fit.py's re-ranker slice.
+    validation_users = min(max_eval_users or config.DEFAULT_TUNING_EVAL_USERS, config.DEFAULT_TUNING_EVAL_USERS)
+    validation = leave_last_out(holdout.train, n_items, validation_users, seed)
+    if not len(validation.users):
+        log("no user has two training interactions: the baselines keep their usual settings, no SASRec")
+    tune = tune and len(validation.users) > 0
+    tuned = tune_baselines(validation, n_users, n_items, seed=seed, log=log) if tune else {}
+    baselines = fit_baselines(holdout.train, n_users, n_items, seed=seed,
+                              settings={name: t.chosen for name, t in tuned.items()})
+    metrics = {name: evaluate(scorer, holdout, n_users, n_items) for name, scorer in baselines.items()}
+    for name, t in tuned.items():
+        metrics[name][VALIDATION_METRIC] = max(t.validation_ndcg)
+        metrics[name].update({f"setting_{key}": float(value) for key, value in t.chosen.items()})
+    result = BaselineEvaluation(metrics, {name: t.as_record() for name, t in tuned.items()})
+
+    runs, why = sequential_runs(len(holdout.train))
+    if runs and not len(validation.users):
+        runs, why = False, "no validation slice to choose its epochs on"
+    if runs:
+        from models.sasrec import SASRecConfig, fit_sasrec
+
+        cfg = SASRecConfig(max_len=config.DEFAULT_SASREC_MAX_LEN, loss=config.DEFAULT_SASREC_LOSS)
+        scorer, facts = fit_sasrec(validation, holdout.train, n_users, n_items, cfg, seed=seed, log=log)
+        metrics["sasrec"] = {**evaluate(scorer, holdout, n_users, n_items),
+                             VALIDATION_METRIC: facts["validation_ndcg@10"] or 0.0,
+                             "best_epoch": float(facts["best_epoch"]), "train_seconds": facts["train_seconds"],
+                             "setting_max_len": float(cfg.max_len)}
+        log(f"sasrec: held-out NDCG@10 {metrics['sasrec']['ndcg@10']:.4f}, {facts['best_epoch']} epochs, "
+            f"trained in {facts['train_seconds']:.1f}s")
+        result.sequential = {**facts, "ran": True, "why": why}
+    else:
+        log(f"sasrec skipped: {why}")
+        result.sequential = {"ran": False, "why": why}
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def baseline_metrics(wh: config.Warehouse, seed: int, max_eval_users: int | None) -> dict[str, dict]:
+    """Method -> held-out metrics of every baseline (see evaluate_baselines)."""
+    return evaluate_baselines(wh, seed, max_eval_users).metrics
 
 
 def published_score(wh: config.Warehouse, version: str) -> float | None:
@@ -82,8 +150,9 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     meta = json.loads((wh.models / version / "model.json").read_text())
     method = meta.get("published_method", "two_tower")
     # The slice the train stage measured the model on: its seed and sample of users.
-    evaluation = {**meta.get("evaluation", {}),
-                  **baseline_metrics(wh, meta.get("seed", seed), meta.get("max_eval_users"))}
+    baselines = evaluate_baselines(wh, meta.get("seed", seed), meta.get("max_eval_users"),
+                                   log=lambda line: print(line, file=sys.stderr))
+    evaluation = {**meta.get("evaluation", {}), **baselines.metrics}
 
     tonight = metric_rows(run_date, version, evaluation, method)
     write_arrow_table(pa.Table.from_pandas(tonight, preserve_index=False), wh.model_metrics / run_date, run_date)
@@ -94,7 +163,8 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     verdict = ("passed: " if passed else "BLOCKED: ") + verdict
     report = wh.run_dir(run_date) / "evaluation.html"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(render(run_date, version, tonight, history, verdict, meta.get("training", {})))
+    report.write_text(render(run_date, version, tonight, history, verdict, meta.get("training", {}),
+                             tuning=baselines.tuning, sequential=baselines.sequential))
     print(f"evaluation report: {report}", file=sys.stderr)
 
     best_baseline = max((m for m in evaluation if not m.startswith("two_tower")),
@@ -102,7 +172,9 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     counters = {"model_version": version, "published_method": method, GATE_METRIC: score,
                 "hr@10": evaluation.get(method, {}).get("hr@10"), "best_baseline": best_baseline,
                 "best_baseline_" + GATE_METRIC: evaluation.get(best_baseline, {}).get(GATE_METRIC),
-                "gate_passed": passed, "gate": verdict, "report": str(report)}
+                "gate_passed": passed, "gate": verdict, "report": str(report),
+                "baseline_seconds": baselines.seconds, "baseline_tuning": baselines.tuning,
+                "sasrec": baselines.sequential}
     write_counters(wh, run_date, STAGE, counters)
     if not passed:
         raise StageError(STAGE, f"model not published, the previous lists stay current: {verdict}")

@@ -1,7 +1,9 @@
 """The evaluation report: one self-contained HTML page per run, plots embedded as PNG.
 
 Shows tonight's model against the baselines on the held-out slice (overall and on cold-start
-videos), the gate's verdict, and the history of the published model's metrics across runs.
+videos), the gate's verdict, how the baselines were tuned (every grid point with its validation
+NDCG@10, the chosen one marked, and SASRec's early-stopped epochs), and the history of the
+published model's metrics across runs.
 """
 
 from __future__ import annotations
@@ -62,9 +64,47 @@ def _history_plot(history: pd.DataFrame) -> str:
         plt.close(figure)
 
 
+def _setting(setting: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in setting.items())
+
+
+def tuning_table(tuning: dict[str, dict], sequential: dict) -> str:
+    """The tuned baselines: one row per grid point (the chosen one in bold), then SASRec's line."""
+    rows = []
+    for method, record in tuning.items():
+        usual = record.get("usual", {})
+        for point in record["grid"]:
+            chosen = point["setting"] == record["chosen"]
+            is_usual = all(usual.get(key) == value for key, value in point["setting"].items())
+            marks = ", ".join(m for m, on in (("chosen", chosen), ("usual setting", is_usual)) if on)
+            cells = [method, _setting(point["setting"]), f"{point['validation_ndcg@10']:.4f}", marks]
+            cells = [html.escape(c) for c in cells]
+            rows.append("<tr>" + "".join(f"<td><b>{c}</b></td>" if chosen else f"<td>{c}</td>" for c in cells)
+                        + "</tr>")
+    if sequential.get("ran"):
+        setting = {k: sequential[k] for k in ("max_len", "hidden", "blocks", "heads", "dropout", "loss")
+                   if k in sequential}
+        epochs = (f"{sequential['best_epoch']} epochs (best of {sequential['search_epochs']} tried), "
+                  f"{sequential['train_seconds']:.1f}s")
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            "sasrec", _setting(setting), f"{sequential.get('validation_ndcg@10') or 0.0:.4f}", epochs)) + "</tr>")
+    note = "" if sequential.get("ran") or not sequential else \
+        f"<p>SASRec did not run tonight: {html.escape(str(sequential.get('why', '')))}.</p>"
+    if not rows:
+        return note or "<p>The baselines ran with their usual settings (no tuning tonight).</p>"
+    users = next((r.get("validation_users") for r in tuning.values()), None)
+    return (f"<p>Each setting was fit on the training data less each user's last interaction and scored "
+            f"by NDCG@10 on those interactions{f' ({users} users)' if users else ''}; the chosen one was then "
+            f"fit on all the training data and measured on the held-out slice above.</p>"
+            "<table><tr><th>method</th><th>setting</th><th>validation NDCG@10</th><th>note</th></tr>"
+            + "".join(rows) + "</table>" + note)
+
+
 def render(run_date: str, model_version: str, tonight: pd.DataFrame, history: pd.DataFrame,
-           verdict: str, training: dict) -> str:
-    """The page. `tonight`/`history`: rows of (run_date, method, metric, value)."""
+           verdict: str, training: dict, tuning: dict[str, dict] | None = None,
+           sequential: dict | None = None) -> str:
+    """The page. `tonight`/`history`: rows of (run_date, method, metric, value); `tuning`: method ->
+    grid record (models.baselines.Tuning.as_record); `sequential`: SASRec's facts."""
     wide = tonight.pivot(index="method", columns="metric", values="value")
     wide = wide[[m for m in SHOWN_METRICS if m in wide.columns]]
     published = history.loc[history["is_published"]].assign(method="published")
@@ -81,6 +121,8 @@ every method ranks the whole catalog with the user's other videos excluded.</p>
 <h2>Tonight, held-out slice</h2>
 {wide.to_html(float_format=lambda v: f"{v:.0f}" if v >= 1 and float(v).is_integer() else f"{v:.4f}")}
 {_comparison_plot(tonight)}
+<h2>Tuned baselines</h2>
+{tuning_table(tuning or {}, sequential or {})}
 <h2>History</h2>
 {_history_plot(pd.concat([published, baselines]))}
 <h2>Training</h2><ul>{facts}</ul>
