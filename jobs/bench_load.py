@@ -8,7 +8,10 @@ Wall time is measured per stage; peak memory is the largest sum of resident memo
 stage's whole process tree (Python, the Spark JVM, ffmpeg), sampled every 0.2 s. Prints a table
 and the machine, then the held-out NDCG@10 and HR@10 of the published model and of every baseline
 from the night's `tables/model_metrics`; `--out` writes JSON. A stage that fails stops the run with
-its error line. `--per-user 3 15` makes the sparse, short-video-shaped log of `make bench-sparse`.
+its error line. `--per-user 3 15` makes the sparse, short-video-shaped log of `make bench-sparse`;
+`--sequential-baseline` then runs the evaluate stage once more with SASRec forced on
+(`VREC_EVAL_SEQUENTIAL=1`; the night itself skips it above `VREC_SEQUENTIAL_MAX_INTERACTIONS`),
+timed apart from the night, so the quality table includes it.
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def run_measured(command: list[str]) -> dict:
+def run_measured(command: list[str], env: dict | None = None) -> dict:
     """Run `command`; its wall seconds, peak process-tree RSS, exit code and last stderr line."""
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=None if env is None else {**os.environ, **env})
     watched, peak = psutil.Process(child.pid), 0
     stderr_lines: list[str] = []
     reader = threading.Thread(target=lambda: stderr_lines.extend(child.stderr), daemon=True)
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media", type=int, default=300)
     parser.add_argument("--per-user", type=int, nargs=2, metavar=("LOW", "HIGH"),
                         help="each user draws LOW to HIGH interactions instead of --interactions")
+    parser.add_argument("--sequential-baseline", action="store_true",
+                        help="after the night, evaluate again with SASRec forced on (timed apart)")
     parser.add_argument("--run-date", default="2026-11-20")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -108,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {name} failed: {measured['last_line']}", file=sys.stderr)
             status = 1
             break
+    if status == 0 and args.sequential_baseline:
+        measured = run_measured([python, "-m", "jobs.evaluate", *common], env={"VREC_EVAL_SEQUENTIAL": "1"})
+        results["evaluate_with_sasrec"] = measured
+        print(f"| evaluate again with SASRec (not part of the night) | {measured['seconds']} | "
+              f"{measured['peak_rss_gib']} |", flush=True)
+        status = 1 if measured["exit_code"] else 0
     pipeline = [v for k, v in results["stages"].items() if k != "generate"]
     results["pipeline_seconds"] = round(sum(v["seconds"] for v in pipeline), 1)
     results["pipeline_peak_rss_gib"] = max((v["peak_rss_gib"] for v in pipeline), default=0)
