@@ -76,6 +76,10 @@ EVAL_SEQUENTIAL = _env("EVAL_SEQUENTIAL", "auto")
 # catalog, the stronger) or "bce" (one sampled negative per position, cheaper at large catalogs).
 DEFAULT_SASREC_MAX_LEN = int(_env("SASREC_MAX_LEN", "50"))
 DEFAULT_SASREC_LOSS = _env("SASREC_LOSS", "ce")
+# After choosing its epochs on the validation slice, SASRec is trained again from scratch on all the
+# training data (0, the stronger) or the early-stopped model is fine-tuned this many epochs (about
+# half the time: MovieLens-100k 4.7 min instead of 9.3, held-out NDCG@10 0.11 instead of 0.12).
+DEFAULT_SASREC_FINE_TUNE_EPOCHS = int(_env("SASREC_FINE_TUNE_EPOCHS", "0"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 DEFAULT_SEED = int(_env("SEED", "7"))
 # An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float

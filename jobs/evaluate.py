@@ -87,7 +87,8 @@ def evaluate_baselines(wh: config.Warehouse, seed: int, max_eval_users: int | No
         from models.sasrec import SASRecConfig, fit_sasrec
 
         cfg = SASRecConfig(max_len=config.DEFAULT_SASREC_MAX_LEN, loss=config.DEFAULT_SASREC_LOSS)
-        scorer, facts = fit_sasrec(validation, holdout.train, n_users, n_items, cfg, seed=seed, log=log)
+        scorer, facts = fit_sasrec(validation, holdout.train, n_users, n_items, cfg, seed=seed, log=log,
+                                   fine_tune_epochs=config.DEFAULT_SASREC_FINE_TUNE_EPOCHS or None)
         metrics["sasrec"] = {**evaluate(scorer, holdout, n_users, n_items),
                              VALIDATION_METRIC: facts["validation_ndcg@10"] or 0.0,
                              "best_epoch": float(facts["best_epoch"]), "train_seconds": facts["train_seconds"],

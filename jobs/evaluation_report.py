@@ -84,8 +84,10 @@ def tuning_table(tuning: dict[str, dict], sequential: dict) -> str:
     if sequential.get("ran"):
         setting = {k: sequential[k] for k in ("max_len", "hidden", "blocks", "heads", "dropout", "loss")
                    if k in sequential}
-        epochs = (f"{sequential['best_epoch']} epochs (best of {sequential['search_epochs']} tried), "
-                  f"{sequential['train_seconds']:.1f}s")
+        final = {"scratch": "then trained again on all the training data",
+                 "early-stopped": "then fine-tuned on all the training data"}.get(sequential.get("final_from"), "")
+        epochs = (f"{sequential['best_epoch']} epochs (best of {sequential['search_epochs']} tried), {final}; "
+                  f"{sequential['train_seconds']:.1f}s in all").replace(", ;", ";")
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
             "sasrec", _setting(setting), f"{sequential.get('validation_ndcg@10') or 0.0:.4f}", epochs)) + "</tr>")
     note = "" if sequential.get("ran") or not sequential else \

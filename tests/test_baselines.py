@@ -109,7 +109,7 @@ def test_sasrec_learns_what_comes_next_in_a_cycle(loss):
     scorer, facts = fit_sasrec(validation, holdout.train, n_users, n_items, cfg, log=lambda line: None)
     metrics = evaluate(scorer, holdout, n_users, n_items)
     assert metrics["hr@10"] >= 0.95 and metrics["ndcg@10"] >= 0.8, (metrics, facts)
-    assert facts["best_epoch"] <= facts["search_epochs"] <= 40
+    assert facts["best_epoch"] <= facts["search_epochs"] <= 40 and facts["final_epochs"] == facts["best_epoch"]
 
 
 def test_sequential_baseline_runs_at_small_sizes_or_when_asked(monkeypatch):
@@ -138,10 +138,11 @@ def test_report_lists_the_grid_and_marks_the_chosen_settings():
                                {"setting": {"factors": 64, "regularization": 10.0}, "validation_ndcg@10": 0.0733}]}}
     sequential = {"ran": True, "max_len": 200, "hidden": 64, "blocks": 2, "heads": 1, "dropout": 0.2,
                   "loss": "ce", "best_epoch": 31, "search_epochs": 36, "validation_ndcg@10": 0.0951,
-                  "train_seconds": 80.5}
+                  "final_from": "scratch", "train_seconds": 80.5}
     page = render("2026-11-20", "v1", tonight, tonight, "passed", {}, tuning=tuning, sequential=sequential)
     assert "<h2>Tuned baselines</h2>" in page
     assert "<td>als</td><td>factors=64, regularization=0.05</td><td>0.0612</td><td>usual setting</td>" in page
     assert "<td><b>factors=64, regularization=10.0</b></td><td><b>0.0733</b></td><td><b>chosen</b></td>" in page
     assert "max_len=200, hidden=64, blocks=2, heads=1, dropout=0.2, loss=ce" in page
-    assert "31 epochs (best of 36 tried)" in page and "(943 users)" in page
+    assert "31 epochs (best of 36 tried), then trained again on all the training data; 80.5s in all" in page
+    assert "(943 users)" in page
