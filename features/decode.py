@@ -25,9 +25,23 @@ from urllib.parse import unquote, urlparse
 import ffmpeg
 import numpy as np
 
-from jobs.config import DecodeLimits
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds on one decode, so a single hostile or huge file cannot stall the batch.
+
+    The defaults are the decoder's; the jobs take environment overrides from
+    `jobs.config.decode_limits()` (VREC_DECODE_TIMEOUT_S, VREC_MAX_DURATION_S, VREC_MAX_FRAMES,
+    VREC_MAX_PIXELS).
+    """
+
+    timeout_s: float = 120.0
+    max_duration_s: float = 600.0
+    max_frames: int = 64
+    max_pixels: int = 8192 * 8192
+
 
 # Quarantine reason codes (DESIGN.md, media_quarantine.reason). `too_long` is reserved: a long file
 # is not refused, only decoded up to `DecodeLimits.max_duration_s` (see MediaMeta.truncated_by_cap).

@@ -6,10 +6,8 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from jobs.config import DecodeLimits
-
 from features.audio import audio_features
-from features.decode import decode
+from features.decode import DecodeLimits, decode
 from features.frame_encoder import frame_embedding
 from features.visual import thumbnail, visual_features
 

@@ -47,12 +47,12 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.config import DecodeLimits
+from jobs import config
 
 DEFAULT_MEDIA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
 MAX_ONE_CORE_RATIO = 1.2
 FPS = 1.0
-_LIMITS = DecodeLimits()
+_LIMITS = config.decode_limits()
 
 
 # ---- the two timed operations (run in this process or in pool workers) --------------------------

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from features.decode import DecodeLimits
 
 # ---- column names (DESIGN.md contracts) -------------------------------------------------------
 VIDEO_ID = "video_id"
@@ -88,14 +92,19 @@ DEFAULT_SEED = int(_env("SEED", "7"))
 DEFAULT_FRAME_ENCODER = _env("FRAME_ENCODER", "") or None
 
 
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Bounds on one decode, so a single hostile or huge file cannot stall the batch."""
+# Environment overrides of the decoder's bounds; the bounds and their defaults live with the
+# decoder (features.decode.DecodeLimits).
+DECODE_LIMIT_OVERRIDES = {field: cast(os.environ[f"VREC_{name}"]) for field, name, cast in (
+    ("timeout_s", "DECODE_TIMEOUT_S", float), ("max_duration_s", "MAX_DURATION_S", float),
+    ("max_frames", "MAX_FRAMES", int), ("max_pixels", "MAX_PIXELS", int),
+) if f"VREC_{name}" in os.environ}
 
-    timeout_s: float = float(_env("DECODE_TIMEOUT_S", "120"))
-    max_duration_s: float = float(_env("MAX_DURATION_S", "600"))
-    max_frames: int = int(_env("MAX_FRAMES", "64"))
-    max_pixels: int = int(_env("MAX_PIXELS", str(8192 * 8192)))
+
+def decode_limits(**changes) -> DecodeLimits:
+    """The decoder's bounds with the environment's overrides, then `changes` (e.g. CLI flags)."""
+    from features.decode import DecodeLimits  # numpy and ffmpeg-python load only when a job decodes
+
+    return DecodeLimits(**{**DECODE_LIMIT_OVERRIDES, **changes})
 
 
 @dataclass(frozen=True)

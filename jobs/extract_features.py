@@ -17,12 +17,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from jobs import config
 from jobs.frame_encoder import FrameEncoderSpec, check_frame_encoder, worker_frame_encoder
 from jobs.stage import StageError, base_parser, run_stage, write_counters
 from jobs.tables import restore_interrupted_swap, write_spark_table
+
+if TYPE_CHECKING:
+    from features.decode import DecodeLimits
 
 STAGE = "extract_features"
 
@@ -188,7 +191,7 @@ def _previous_columns(previous, names) -> list:
 
 
 def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = False, fps: float = 1.0,
-            limits: config.DecodeLimits | None = None, partitions: int | None = None,
+            limits: DecodeLimits | None = None, partitions: int | None = None,
             frame_encoder: str | None = config.DEFAULT_FRAME_ENCODER) -> dict:
     """Run the stage; `frame_encoder` is a TorchScript file path, or None/empty for none."""
     from pyspark import StorageLevel
@@ -199,7 +202,7 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
     if not wh.catalog.exists():
         raise StageError(STAGE, f"no catalog table at {wh.catalog}; run ingest first")
     restore_interrupted_swap(wh.video_features)
-    limits = limits or config.DecodeLimits()
+    limits = limits or config.decode_limits()
     media_roots = wh.media_roots()
     catalog = spark.read.parquet(str(wh.catalog)).select(*WORKER_CATALOG_COLUMNS)
 
@@ -272,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-refresh", action=argparse.BooleanOptionalAction, default=False,
                         help="decode every video again")
     parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
-    parser.add_argument("--decode-timeout-s", type=float, default=config.DecodeLimits.timeout_s)
-    parser.add_argument("--max-duration-s", type=float, default=config.DecodeLimits.max_duration_s)
+    parser.add_argument("--decode-timeout-s", type=float, default=config.decode_limits().timeout_s)
+    parser.add_argument("--max-duration-s", type=float, default=config.decode_limits().max_duration_s)
     parser.add_argument("--frame-encoder", metavar="PATH", default=config.DEFAULT_FRAME_ENCODER,
                         help="TorchScript frame encoder whose mean-pooled output becomes the "
                              "frame_embedding column ('' for none; default: $VREC_FRAME_ENCODER)")
@@ -281,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(wh: config.Warehouse) -> dict:
         from jobs.spark import get_spark
-        limits = replace(config.DecodeLimits(), timeout_s=args.decode_timeout_s, max_duration_s=args.max_duration_s)
+        limits = config.decode_limits(timeout_s=args.decode_timeout_s, max_duration_s=args.max_duration_s)
         return extract(get_spark("vrec-extract-features"), wh, args.run_date,
                        full_refresh=args.full_refresh, fps=args.fps, limits=limits,
                        frame_encoder=args.frame_encoder or None)

@@ -15,7 +15,6 @@ import json
 import sys
 import time
 import traceback
-from dataclasses import replace
 
 from jobs import config
 from jobs.stage import StageError, base_parser, describe, fail, preflight
@@ -32,7 +31,7 @@ def _stages(args, wh: config.Warehouse):
     from jobs.train import train
     from jobs.validate_features import validate_features
 
-    limits = replace(config.DecodeLimits(), timeout_s=args.decode_timeout_s)
+    limits = config.decode_limits(timeout_s=args.decode_timeout_s)
     return [
         ("ingest", lambda: ingest(get_spark("vrec-nightly"), wh, args.run_date, args.max_bad_row_share)),
         ("extract_features", lambda: extract(get_spark("vrec-nightly"), wh, args.run_date,
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE)
     parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
                         help="largest relative drop in held-out NDCG@10 against production that still publishes")
-    parser.add_argument("--decode-timeout-s", type=float, default=config.DecodeLimits.timeout_s)
+    parser.add_argument("--decode-timeout-s", type=float, default=config.decode_limits().timeout_s)
     args = parser.parse_args(argv)
     if args.skip_training and not args.model_version:
         args.model_version = config.PRODUCTION_MODEL   # score with the model that serves now

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import namedtuple
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -71,7 +70,7 @@ def batch(tmp_path_factory) -> tuple[config.Warehouse, dict[str, str]]:
     return wh, uris
 
 
-LIMITS = replace(config.DecodeLimits(), max_duration_s=2.0, max_pixels=64 * 48 * 4)
+LIMITS = config.decode_limits(max_duration_s=2.0, max_pixels=64 * 48 * 4)
 EXPECTED_REASONS = {
     "missing": "missing", "empty": "empty", "truncated": "truncated", "not_media": "not_media",
     "audio_only": "no_video_stream", "huge_frame": "frame_too_large", "dotdot": "outside_media_roots",
@@ -228,7 +227,7 @@ def test_an_upload_cut_short_becomes_a_truncated_quarantine_row(tmp_path):
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
     Row = namedtuple("Row", "video_id uri prev_content_sha256 prev_extractor_version "
                             "prev_frame_encoder_sha256 prev_quarantine_reason")
-    row = _media_row(Row("v", "cut.mp4", None, None, None, None), [tmp_path], config.DecodeLimits(),
+    row = _media_row(Row("v", "cut.mp4", None, None, None, None), [tmp_path], config.decode_limits(),
                      1.0, False)
     assert (row["media_status"], row["quarantine_reason"]) == ("quarantined", "truncated")
     assert " of a declared 12.00 s" in row["quarantine_detail"]  # "decoded 4.00 s of a declared ..."

@@ -23,12 +23,11 @@ import pytest
 from features import decode as decode_module
 from features.audio import (AUDIO_DIM, AUDIO_NAMES, MFCC_SEQUENCE_SLICE, audio_features,
                             mfcc_sequence)
-from features.decode import MediaError, decode, file_sha256, probe, resolve_media
+from features.decode import DecodeLimits, MediaError, decode, file_sha256, probe, resolve_media
 from features.extract import EXTRACTOR_VERSION, extract_media_features
 from features.frame_encoder import FrameEncoderError, frame_embedding
 from features.text import TEXT_DIM, TextEmbedder, video_text
 from features.visual import VISUAL_DIM, VISUAL_NAMES, thumbnail, visual_features
-from jobs.config import DecodeLimits
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
 TESTSRC = "testsrc2=size=160x120:rate=25"
