@@ -10,13 +10,12 @@ items ahead), so a method that gives many videos the same score gains nothing fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
+from models.topn import Scorer, exclude_seen, select_top
 from models.training import IndexedInteractions
 
-Scorer = Callable[[np.ndarray], np.ndarray]
 CUTOFFS = (10, 50)
 
 
@@ -70,16 +69,6 @@ def seen_csr(data: IndexedInteractions, n_users: int) -> tuple[np.ndarray, np.nd
     return indptr, data.item[order]
 
 
-def exclude_seen(scores: np.ndarray, users: np.ndarray, indptr: np.ndarray, seen: np.ndarray) -> None:
-    """Set the scores of each user's already-seen videos to -inf, in place."""
-    counts = indptr[users + 1] - indptr[users]
-    rows = np.repeat(np.arange(len(users)), counts)
-    # Position of each seen video in `seen`: the user's start plus its place within the user's run.
-    starts = np.repeat(indptr[users] - np.r_[0, np.cumsum(counts)[:-1]], counts)
-    cols = seen[starts + np.arange(len(rows))]
-    scores[rows, cols] = -np.inf
-
-
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     """HR@k (= Recall@k with one held-out video), NDCG@k and MRR from 1-based ranks."""
     if not len(ranks):
@@ -99,8 +88,6 @@ def evaluate(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
 
     `coverage@10` is the share of the catalog that appears in at least one top-10 list.
     """
-    from models.topn import select_top  # the compiled selection; models.topn imports this module
-
     indptr, seen = seen_csr(holdout.train, n_users)
     ranks = np.zeros(len(holdout.users), np.float64)
     shown = np.zeros(n_items, bool)

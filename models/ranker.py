@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from models.evaluation import Scorer, exclude_seen, seen_csr
-from models.topn import select_top
+from models.evaluation import seen_csr
+from models.topn import Scorer, exclude_seen, select_top
 from models.training import IndexedInteractions
 
 FEATURES = ("tower_score", "tower_rank", "log_popularity", "log_recent_popularity", "age_days",

@@ -13,10 +13,14 @@ block-then-select loop within 2x of the bare matrix product (`make bench-scoring
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numba
 import numpy as np
 
-from models.evaluation import Scorer, exclude_seen
+# Any callable `scorer(users) -> scores` returning a (len(users), n_items) array: the evaluation,
+# the re-ranker and the scoring stage all rank the whole catalog through one.
+Scorer = Callable[[np.ndarray], np.ndarray]
 
 CHUNK = 16
 # Small blocks keep each block of scores in the CPU cache between the product and the selection;
@@ -85,6 +89,16 @@ def _select_row(row, k, out_items, out_scores):
 def _select_rows(scores, k, out_items, out_scores):
     for r in numba.prange(scores.shape[0]):
         _select_row(scores[r], k, out_items[r], out_scores[r])
+
+
+def exclude_seen(scores: np.ndarray, users: np.ndarray, indptr: np.ndarray, seen: np.ndarray) -> None:
+    """Set the scores of each user's already-seen videos to -inf, in place."""
+    counts = indptr[users + 1] - indptr[users]
+    rows = np.repeat(np.arange(len(users)), counts)
+    # Position of each seen video in `seen`: the user's start plus its place within the user's run.
+    starts = np.repeat(indptr[users] - np.r_[0, np.cumsum(counts)[:-1]], counts)
+    cols = seen[starts + np.arange(len(rows))]
+    scores[rows, cols] = -np.inf
 
 
 def select_top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
