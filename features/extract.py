@@ -8,7 +8,7 @@ from threadpoolctl import threadpool_limits
 
 from features.audio import audio_features
 from features.decode import DecodeLimits, decode
-from features.frame_encoder import frame_embedding
+from features.frame_embedding import frame_embedding
 from features.visual import thumbnail, visual_features
 
 # Stored with every feature row; bump it when any extractor's output changes, so the incremental

@@ -81,7 +81,7 @@ def _media_row(row, media_roots, limits, fps: float, full_refresh: bool,
     """Decode one video (or decide to reuse last night's result): the media half of its row."""
     from features.decode import MediaError, file_sha256, resolve_media
     from features.extract import EXTRACTOR_VERSION, extract_media_features
-    from features.frame_encoder import FrameEncoderError
+    from features.frame_embedding import FrameEncoderError
 
     encoder_sha = encoder.sha256 if encoder else None
     empty = {"has_video": False, "has_audio": False, "extractor_version": EXTRACTOR_VERSION,

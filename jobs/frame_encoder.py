@@ -52,7 +52,7 @@ def check_frame_encoder(path: str | Path, stage: str) -> FrameEncoderSpec:
     is not one finite vector per frame.
     """
     from features.extract import FRAME_SIZE
-    from features.frame_encoder import frame_embedding
+    from features.frame_embedding import frame_embedding
 
     resolved = Path(path).expanduser().resolve()
     if not resolved.is_file():

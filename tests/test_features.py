@@ -25,7 +25,7 @@ from features.audio import (AUDIO_DIM, AUDIO_NAMES, MFCC_SEQUENCE_SLICE, audio_f
                             mfcc_sequence)
 from features.decode import DecodeLimits, MediaError, decode, file_sha256, probe, resolve_media
 from features.extract import EXTRACTOR_VERSION, extract_media_features
-from features.frame_encoder import FrameEncoderError, frame_embedding
+from features.frame_embedding import FrameEncoderError, frame_embedding
 from features.text import TEXT_DIM, TextEmbedder, video_text
 from features.visual import VISUAL_DIM, VISUAL_NAMES, thumbnail, visual_features
 
