@@ -33,7 +33,7 @@ class DecodeLimits:
     """Bounds on one decode, so a single hostile or huge file cannot stall the batch.
 
     The defaults are the decoder's; the jobs take environment overrides from
-    `jobs.config.decode_limits()` (VREC_DECODE_TIMEOUT_S, VREC_MAX_DURATION_S, VREC_MAX_FRAMES,
+    `jobs.plumbing.config.decode_limits()` (VREC_DECODE_TIMEOUT_S, VREC_MAX_DURATION_S, VREC_MAX_FRAMES,
     VREC_MAX_PIXELS).
     """
 

@@ -1,7 +1,7 @@
 """An optional pretrained frame encoder over the frames that one decode sampled: each frame goes
 through a loaded TorchScript module and the per-frame outputs are mean-pooled into one vector.
 
-Pure: takes the frames and an already loaded module (jobs/frame_encoder.py finds, checks and loads
+Pure: takes the frames and an already loaded module (jobs/plumbing/frame_encoder.py finds, checks and loads
 it once per worker). torch is imported only when an encoder is used.
 """
 

@@ -15,7 +15,7 @@ import datetime as dt
 import subprocess
 import sys
 
-from jobs.stage import parse_run_date
+from jobs.plumbing.stage import parse_run_date
 
 
 def dates(first: str, last: str) -> list[str]:

@@ -47,7 +47,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import config
+from jobs.plumbing import config
 
 DEFAULT_MEDIA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
 MAX_ONE_CORE_RATIO = 1.2

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import psutil
 
-from jobs.config import Warehouse
-from jobs.stage import write_json
-from jobs.tables import read_table
+from jobs.plumbing.config import Warehouse
+from jobs.plumbing.stage import write_json
+from jobs.plumbing.tables import read_table
 
 STAGES = ("ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish")
 

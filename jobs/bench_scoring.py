@@ -11,7 +11,7 @@ fastest bare product found here) at several block sizes, the fastest of which is
 Prints a table and the machine; `--out` writes JSON.
 
 With `--spark` (default sizes 5,000 x 2,000, which the crossJoin finishes in minutes on 2 cores),
-it times the Spark path of `jobs.spark_scoring` (users as partitions, item vectors broadcast,
+it times the Spark path of `jobs.plumbing.spark_scoring` (users as partitions, item vectors broadcast,
 `top_n` per partition) against the crossJoin-and-window query, both written to Spark's `noop`
 sink in one local SparkSession, after an untimed warm-up of each on 200 users.
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.stage import write_json
+from jobs.plumbing.stage import write_json
 
 SEEN_PER_USER = 20
 MATMUL_BLOCKS = (64, 128, 256, 512, 2048)
@@ -90,8 +90,8 @@ def measure(kind: str, block_size: int, users: int, items: int, dim: int, top: i
 
 
 def spark_comparison(users: int, items: int, dim: int, top: int) -> dict:
-    from jobs.spark import get_spark
-    from jobs.spark_scoring import crossjoin_top_n, spark_top_n, users_frame
+    from jobs.plumbing.spark import get_spark
+    from jobs.plumbing.spark_scoring import crossjoin_top_n, spark_top_n, users_frame
 
     spark = get_spark("vrec-bench-scoring")
     partitions = 2 * (os.cpu_count() or 1)

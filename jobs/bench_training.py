@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jobs import config
-from jobs.stage import write_json
+from jobs.plumbing import config
+from jobs.plumbing.stage import write_json
 
 DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "movielens-100k"
 
@@ -31,7 +31,7 @@ def movielens_inputs(source: Path):
     """(content matrix, indexed interactions, n_users, stats) for MovieLens-100k, without Spark."""
     from features.text import TextEmbedder, video_text
     from jobs.import_dataset import main as import_dataset
-    from jobs.model_inputs import index_interactions
+    from jobs.plumbing.model_inputs import index_interactions
     from models.content import content_matrix, fit_content_stats
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sys
 
-from jobs import config
-from jobs.sql import load_sql
+from jobs.plumbing import config
+from jobs.plumbing.sql import load_sql
 
 VIEWS = ("view_latest_recommendations", "view_recommendations_with_titles")
 
@@ -48,7 +48,7 @@ def user_recommendations(spark, user_id: str):
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from jobs.spark import get_spark
+    from jobs.plumbing.spark import get_spark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", default=config.DEFAULT_WAREHOUSE)

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
-from jobs import config
-from jobs.model_inputs import load_model_inputs
-from jobs.serving import production_model
-from jobs.stage import StageError, base_parser, read_counters, run_stage, write_counters
-from jobs.tables import read_table, write_arrow_table
+from jobs.plumbing import config
+from jobs.plumbing.model_inputs import load_model_inputs
+from jobs.plumbing.serving import production_model
+from jobs.plumbing.stage import StageError, base_parser, read_counters, run_stage, write_counters
+from jobs.plumbing.tables import read_table, write_arrow_table
 
 STAGE = "evaluate"
 GATE_METRIC = "ndcg@10"
@@ -143,7 +143,7 @@ def metric_rows(run_date: str, version: str, evaluation: dict[str, dict], publis
 
 def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = config.DEFAULT_GATE_TOLERANCE,
                  seed: int = config.DEFAULT_SEED) -> dict:
-    from jobs.evaluation_report import render
+    from jobs.plumbing.evaluation_report import render
 
     version = read_counters(wh, run_date).get("train", {}).get("model_version")
     if not version or not (wh.models / version / "model.json").exists():

@@ -7,7 +7,7 @@ Runs over catalog partitions with `mapInPandas`, which gets only the columns it 
 which pandas would hold in nanoseconds (years 1677 to 2262; the catalog's run from 0001 to 9999,
 and 9999-12-31 is a common "never"). Incremental: a video's media is decoded again only
 when its content hash, the extractor version or the frame encoder (the SHA-256 of the optional
-TorchScript file, jobs/frame_encoder.py) changes, and its text is embedded again only when the text
+TorchScript file, jobs/plumbing/frame_encoder.py) changes, and its text is embedded again only when the text
 changes; everything else is carried over from the previous table. A file that cannot be used
 becomes a quarantine row with a reason code and keeps its text features.
 """
@@ -19,10 +19,10 @@ import hashlib
 import sys
 from typing import TYPE_CHECKING
 
-from jobs import config
-from jobs.frame_encoder import FrameEncoderSpec, check_frame_encoder, worker_frame_encoder
-from jobs.stage import StageError, base_parser, run_stage, write_counters
-from jobs.tables import restore_interrupted_swap, write_spark_table
+from jobs.plumbing import config
+from jobs.plumbing.frame_encoder import FrameEncoderSpec, check_frame_encoder, worker_frame_encoder
+from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.tables import restore_interrupted_swap, write_spark_table
 
 if TYPE_CHECKING:
     from features.decode import DecodeLimits
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body(wh: config.Warehouse) -> dict:
-        from jobs.spark import get_spark
+        from jobs.plumbing.spark import get_spark
         limits = config.decode_limits(timeout_s=args.decode_timeout_s, max_duration_s=args.max_duration_s)
         return extract(get_spark("vrec-extract-features"), wh, args.run_date,
                        full_refresh=args.full_refresh, fps=args.fps, limits=limits,

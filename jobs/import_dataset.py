@@ -54,7 +54,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.config import (
+from jobs.plumbing.config import (
     DESCRIPTION,
     EVENT,
     PUBLISHED_AT,

@@ -22,10 +22,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from jobs import config
-from jobs.sql import load_sql, timestamp_expr
-from jobs.stage import StageError, base_parser, run_stage, write_counters
-from jobs.tables import write_spark_table
+from jobs.plumbing import config
+from jobs.plumbing.sql import load_sql, timestamp_expr
+from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.tables import write_spark_table
 
 STAGE = "ingest"
 CATALOG_COLUMNS = (config.VIDEO_ID, config.URI, config.TITLE, config.DESCRIPTION, config.TAGS,
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body(wh: config.Warehouse) -> dict:
-        from jobs.spark import get_spark
+        from jobs.plumbing.spark import get_spark
         return ingest(get_spark("vrec-ingest"), wh, args.run_date, args.max_bad_row_share)
 
     return run_stage(STAGE, args.warehouse, body)

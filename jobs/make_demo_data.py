@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.config import (
+from jobs.plumbing.config import (
     DEFAULT_SEED,
     DESCRIPTION,
     EVENT,

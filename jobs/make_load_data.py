@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from jobs.config import EVENT, TS, USER_ID, VIDEO_ID, WATCH_SECONDS, Warehouse
+from jobs.plumbing.config import EVENT, TS, USER_ID, VIDEO_ID, WATCH_SECONDS, Warehouse
 from jobs.make_demo_data import (
     CATALOG_FILE,
     CLIPS_FILE,

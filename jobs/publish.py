@@ -16,11 +16,11 @@ import sys
 
 import pyarrow as pa
 
-from jobs import config
-from jobs.quality import recommendation_suite, save_result
-from jobs.serving import vacuum
-from jobs.stage import StageError, base_parser, run_stage, write_counters
-from jobs.tables import read_table
+from jobs.plumbing import config
+from jobs.plumbing.quality import recommendation_suite, save_result
+from jobs.plumbing.serving import vacuum
+from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.tables import read_table
 
 STAGE = "publish"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-from jobs import config
-from jobs.stage import base_parser, read_counters
+from jobs.plumbing import config
+from jobs.plumbing.stage import base_parser, read_counters
 
 # (summary key, stage, counter) -- the run counters of the DESIGN.md contract first.
 SUMMARY_FIELDS = (

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from jobs import config
-from jobs.stage import StageError, parse_run_date, run_stage
-from jobs.serving import published_versions, vacuum
+from jobs.plumbing import config
+from jobs.plumbing.stage import StageError, parse_run_date, run_stage
+from jobs.plumbing.serving import published_versions, vacuum
 
 STAGE = "rollback"
 

@@ -16,8 +16,8 @@ import sys
 import time
 import traceback
 
-from jobs import config
-from jobs.stage import StageError, base_parser, describe, fail, preflight
+from jobs.plumbing import config
+from jobs.plumbing.stage import StageError, base_parser, describe, fail, preflight
 
 
 def _stages(args, wh: config.Warehouse):
@@ -27,7 +27,7 @@ def _stages(args, wh: config.Warehouse):
     from jobs.ingest import ingest
     from jobs.publish import publish
     from jobs.score import score
-    from jobs.spark import get_spark
+    from jobs.plumbing.spark import get_spark
     from jobs.train import train
     from jobs.validate_features import validate_features
 

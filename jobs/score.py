@@ -14,11 +14,11 @@ import sys
 import numpy as np
 import pyarrow as pa
 
-from jobs import config
-from jobs.model_inputs import load_model_inputs
-from jobs.serving import production_model
-from jobs.stage import StageError, base_parser, read_counters, run_stage, write_counters
-from jobs.tables import write_arrow_table
+from jobs.plumbing import config
+from jobs.plumbing.model_inputs import load_model_inputs
+from jobs.plumbing.serving import production_model
+from jobs.plumbing.stage import StageError, base_parser, read_counters, run_stage, write_counters
+from jobs.plumbing.tables import write_arrow_table
 
 STAGE = "score"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import config
-from jobs.tables import read_table
+from jobs.plumbing import config
+from jobs.plumbing.tables import read_table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 
-from jobs import config
-from jobs.model_inputs import load_model_inputs
-from jobs.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing import config
+from jobs.plumbing.model_inputs import load_model_inputs
+from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
 
 STAGE = "train"
 

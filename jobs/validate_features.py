@@ -13,10 +13,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from jobs import config
-from jobs.quality import feature_suite, media_coverage_hint, save_result
-from jobs.stage import StageError, base_parser, run_stage, write_counters
-from jobs.tables import read_table
+from jobs.plumbing import config
+from jobs.plumbing.quality import feature_suite, media_coverage_hint, save_result
+from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.tables import read_table
 
 STAGE = "validate_features"
 

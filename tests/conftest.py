@@ -66,7 +66,7 @@ def spark(tmp_path_factory):
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["VREC_SPARK_LOCAL_DIR"] = str(tmp_path_factory.mktemp("spark-local"))
     os.environ.setdefault("VREC_SHUFFLE_PARTITIONS", "2")
-    from jobs.spark import get_spark
+    from jobs.plumbing.spark import get_spark
 
     session = get_spark("vrec-tests", master="local[2]")
     yield session

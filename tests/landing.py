@@ -8,7 +8,7 @@ from datetime import date
 
 import numpy as np
 
-from jobs import config
+from jobs.plumbing import config
 from jobs.make_demo_data import catalog_jsonl, interactions_csv, plan_catalog, simulate_users
 
 RUN_DAY = date(2026, 11, 20)

@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from jobs import config
-from jobs.tables import read_table
+from jobs.plumbing import config
+from jobs.plumbing.tables import read_table
 
 EXPECTED_SCHEMA = {
     "user_id": pa.string(), "rank": pa.int32(), "video_id": pa.string(), "score": pa.float64(),

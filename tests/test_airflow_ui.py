@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 from deltalake import DeltaTable
 
-from jobs import config
+from jobs.plumbing import config
 from tests.conftest import PROJECT_ROOT, project_env
 
 pytestmark = pytest.mark.slow

@@ -113,7 +113,7 @@ def test_sasrec_learns_what_comes_next_in_a_cycle(loss):
 
 
 def test_sequential_baseline_runs_at_small_sizes_or_when_asked(monkeypatch):
-    from jobs import config
+    from jobs.plumbing import config
     from jobs.evaluate import sequential_runs
 
     monkeypatch.setattr(config, "DEFAULT_SEQUENTIAL_MAX_INTERACTIONS", 200_000)
@@ -126,7 +126,7 @@ def test_sequential_baseline_runs_at_small_sizes_or_when_asked(monkeypatch):
 
 
 def test_report_lists_the_grid_and_marks_the_chosen_settings():
-    from jobs.evaluation_report import render
+    from jobs.plumbing.evaluation_report import render
 
     tonight = pd.DataFrame([("2026-11-20", "v1", method, metric, value, method == "two_tower")
                             for method, value in (("two_tower", 0.09), ("als", 0.06), ("sasrec", 0.07))

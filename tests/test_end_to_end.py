@@ -14,8 +14,8 @@ import sys
 import pytest
 from deltalake import DeltaTable
 
-from jobs import config
-from jobs.tables import read_table
+from jobs.plumbing import config
+from jobs.plumbing.tables import read_table
 from tests.conftest import PROJECT_ROOT, offline, project_env
 from tests.serving_contract import check_serving_table
 

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import config
+from jobs.plumbing import config
 from features.decode import decode
 from features.extract import EXTRACTOR_VERSION, FRAME_SIZE
 from jobs.extract_features import _media_row, extract
-from jobs.frame_encoder import check_frame_encoder
+from jobs.plumbing.frame_encoder import check_frame_encoder
 from jobs.ingest import ingest
-from jobs.stage import StageError
-from jobs.tables import read_table, write_arrow_table
+from jobs.plumbing.stage import StageError
+from jobs.plumbing.tables import read_table, write_arrow_table
 from tests.test_features import channel_mean_encoder, cut_in_half, make_clip, script
 
 pytestmark = pytest.mark.spark

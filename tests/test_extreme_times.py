@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import config
+from jobs.plumbing import config
 from jobs.ingest import ingest
-from jobs.tables import read_table
+from jobs.plumbing.tables import read_table
 
 pytestmark = pytest.mark.spark
 RUN_DATE = "2026-11-20"
@@ -75,7 +75,7 @@ def extreme_landing(wh: config.Warehouse) -> None:
 
 
 def test_every_landing_format_takes_times_from_year_0001_to_9999(spark, tmp_path):
-    from jobs.model_inputs import PUBLISHED_AT_S, load_model_inputs
+    from jobs.plumbing.model_inputs import PUBLISHED_AT_S, load_model_inputs
 
     wh = config.Warehouse.at(tmp_path / "wh")
     extreme_landing(wh)

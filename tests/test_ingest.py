@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from jobs import config
+from jobs.plumbing import config
 from jobs.ingest import ingest
-from jobs.stage import StageError
-from jobs.tables import read_table
+from jobs.plumbing.stage import StageError
+from jobs.plumbing.tables import read_table
 
 pytestmark = pytest.mark.spark
 RUN_DATE = "2026-11-20"

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs import config
+from jobs.plumbing import config
 from jobs.ingest import ingest
-from jobs.tables import read_table
+from jobs.plumbing.tables import read_table
 
 pytestmark = pytest.mark.spark
 RUN_DATE = "2026-11-20"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from jobs import config
+from jobs.plumbing import config
 from models.evaluation import Holdout, evaluate, leave_last_out, rank_metrics
 from models.training import IndexedInteractions
 from tests.landing import text_only_catalog, write_landing
@@ -103,7 +103,7 @@ def test_gate_blocks_a_model_trained_on_shuffled_interactions(spark, tmp_path):
     from jobs.ingest import ingest
     from jobs.publish import publish
     from jobs.score import score
-    from jobs.stage import StageError
+    from jobs.plumbing.stage import StageError
     from jobs.train import train
 
     wh = config.Warehouse.at(tmp_path / "warehouse")

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from jobs import config
+from jobs.plumbing import config
 from tests.conftest import PROJECT_ROOT, offline, project_env
 from tests.serving_contract import check_serving_table
 

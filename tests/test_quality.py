@@ -8,10 +8,10 @@ import pytest
 from features.audio import AUDIO_DIM
 from features.text import TEXT_DIM
 from features.visual import VISUAL_DIM
-from jobs import config
-from jobs.quality import feature_suite, media_coverage_hint, recommendation_suite
-from jobs.stage import StageError
-from jobs.tables import write_arrow_table
+from jobs.plumbing import config
+from jobs.plumbing.quality import feature_suite, media_coverage_hint, recommendation_suite
+from jobs.plumbing.stage import StageError
+from jobs.plumbing.tables import write_arrow_table
 from jobs.validate_features import validate_features
 
 

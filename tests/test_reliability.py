@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from jobs import config
+from jobs.plumbing import config
 from tests.conftest import PROJECT_ROOT, project_env
 from tests.landing import publish_first_night, text_only_catalog, write_landing
 
@@ -150,7 +150,7 @@ def killed_after(command: list[str], seconds: float) -> bool:
 
 @pytest.mark.slow
 def test_kill_during_feature_extraction_then_rerun_loses_and_duplicates_nothing(tmp_path):
-    from jobs.tables import read_table
+    from jobs.plumbing.tables import read_table
 
     wh = config.Warehouse.at(tmp_path / "warehouse")
     subprocess.run([sys.executable, "-m", "jobs.make_demo_data", "--warehouse", str(wh.root), "--videos", "24",

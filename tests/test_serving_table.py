@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from jobs import config
-from jobs.stage import StageError
+from jobs.plumbing import config
+from jobs.plumbing.stage import StageError
 from tests.landing import publish_first_night, text_only_catalog, write_landing
 
 pytestmark = pytest.mark.spark
@@ -102,7 +102,7 @@ def test_rollback_to_a_date_restores_that_nights_lists_as_a_new_commit(served):
 
 def test_retention_vacuums_old_nights_and_rollback_to_them_fails_clearly(served):
     from jobs.rollback import rollback
-    from jobs.serving import vacuum
+    from jobs.plumbing.serving import vacuum
 
     wh, model_version = served
     night(wh, model_version, "2026-11-29", top_n=4)

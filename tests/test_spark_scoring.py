@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.spark_scoring import crossjoin_top_n, spark_top_n, users_frame
+from jobs.plumbing.spark_scoring import crossjoin_top_n, spark_top_n, users_frame
 from models.scoring import TowerVectors
 from models.topn import top_n
 

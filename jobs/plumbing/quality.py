@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jobs import config
+from jobs.plumbing import config
 
 
 @dataclass

@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 
-from jobs import config
+from jobs.plumbing import config
 
 
 def get_spark(app_name: str, master: str | None = None):

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from jobs import config
-from jobs.tables import read_table
+from jobs.plumbing import config
+from jobs.plumbing.tables import read_table
 from models.training import IndexedInteractions
 
 FEATURE_COLUMNS = ["video_id", "has_text", "has_video", "has_audio", "text_embedding", "visual", "thumbnail",

@@ -3,7 +3,7 @@ lists, and retention."""
 
 from __future__ import annotations
 
-from jobs import config
+from jobs.plumbing import config
 
 
 def published_versions(table) -> dict[int, str]:

@@ -1,5 +1,5 @@
 """The optional pretrained frame encoder of the feature job: a TorchScript file named by
-`--frame-encoder PATH` or `VREC_FRAME_ENCODER` (jobs/config.py).
+`--frame-encoder PATH` or `VREC_FRAME_ENCODER` (jobs/plumbing/config.py).
 
 The driver checks it once before any video is decoded (`check_frame_encoder`: the file is read,
 hashed, loaded and tried on blank frames, so a missing or broken file stops the stage with one
@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.stage import StageError
+from jobs.plumbing.stage import StageError
 
 
 @dataclass(frozen=True)

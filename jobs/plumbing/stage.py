@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from jobs import config
+from jobs.plumbing import config
 
 
 class StageError(RuntimeError):
@@ -106,7 +106,7 @@ def describe(err: Exception, wh: config.Warehouse) -> str:
 
 def fail(message: str) -> int:
     """End a CLI that failed: stop Spark first, so that `message` is the last line on stderr."""
-    from jobs.spark import stop_spark
+    from jobs.plumbing.spark import stop_spark
 
     stop_spark()
     sys.stdout.flush()
