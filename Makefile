@@ -65,7 +65,7 @@ airflow: install airflow-init
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin airflow standalone
 
 demo-data: install
-	$(PY) -m jobs.make_demo_data --warehouse $(VREC_WAREHOUSE) --seed $(SEED) --run-date $(RUN_DATE)
+	$(PY) -m jobs.datasets.make_demo_data --warehouse $(VREC_WAREHOUSE) --seed $(SEED) --run-date $(RUN_DATE)
 
 demo: install airflow-init demo-data
 	airflow dags test video_recs_nightly $(RUN_DATE) \

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     python = sys.executable
     common = ["--warehouse", str(args.warehouse), "--run-date", args.run_date]
-    steps = [("generate", [python, "-m", "jobs.make_load_data", "--warehouse", str(args.warehouse),
+    steps = [("generate", [python, "-m", "jobs.datasets.make_load_data", "--warehouse", str(args.warehouse),
                            "--videos", str(args.videos), "--users", str(args.users),
                            "--interactions", str(args.interactions), "--media", str(args.media),
                            "--run-date", args.run_date, *(["--per-user", *map(str, args.per_user)]

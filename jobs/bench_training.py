@@ -2,7 +2,7 @@
 
     python -m jobs.bench_training [--source ../shared/data/movielens-100k] [--epochs 3] [--out FILE]
 
-Imports the ratings and titles (jobs.import_dataset), embeds the titles with the packaged text
+Imports the ratings and titles (jobs.datasets.import_dataset), embeds the titles with the packaged text
 model, then times (a) plain epochs of the two-tower model after one untimed warm-up epoch and (b) the
 whole nightly fit (first training with early stopping, re-ranker, two fine-tunings, evaluation),
 on `cuda` when present, else CPU. Prints a table and the machine; `--out` also writes JSON.
@@ -30,7 +30,7 @@ DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "dat
 def movielens_inputs(source: Path):
     """(content matrix, indexed interactions, n_users, stats) for MovieLens-100k, without Spark."""
     from features.text import TextEmbedder, video_text
-    from jobs.import_dataset import main as import_dataset
+    from jobs.datasets.import_dataset import main as import_dataset
     from jobs.plumbing.model_inputs import index_interactions
     from models.content import content_matrix, fit_content_stats
 

@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 
 from jobs.plumbing import config
-from jobs.make_demo_data import catalog_jsonl, interactions_csv, plan_catalog, simulate_users
+from jobs.datasets.make_demo_data import catalog_jsonl, interactions_csv, plan_catalog, simulate_users
 
 RUN_DAY = date(2026, 11, 20)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import make_demo_data
+from jobs.datasets import make_demo_data
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="ffmpeg/ffprobe not installed")  # fmt: skip

@@ -27,7 +27,7 @@ TOP_N = 5
 @pytest.fixture(scope="module")
 def demo_wh(tmp_path_factory) -> config.Warehouse:
     wh = config.Warehouse.at(tmp_path_factory.mktemp("e2e") / "warehouse")
-    subprocess.run([sys.executable, "-m", "jobs.make_demo_data", "--warehouse", str(wh.root), "--videos", "64",
+    subprocess.run([sys.executable, "-m", "jobs.datasets.make_demo_data", "--warehouse", str(wh.root), "--videos", "64",
                     "--users", "40", "--clip-seconds", "1", "--seed", "7", "--run-date", RUN_DATE],
                    check=True, cwd=PROJECT_ROOT, env=project_env())
     return wh

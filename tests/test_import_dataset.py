@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import import_dataset
+from jobs.datasets import import_dataset
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-100k"
 MICROLENS_BASE = import_dataset.MICROLENS_BASE_EPOCH

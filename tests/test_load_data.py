@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from jobs import make_load_data
+from jobs.datasets import make_load_data
 
 
 def test_generated_landing_has_unique_time_ordered_interactions_after_publication(tmp_path):

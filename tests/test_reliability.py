@@ -153,7 +153,7 @@ def test_kill_during_feature_extraction_then_rerun_loses_and_duplicates_nothing(
     from jobs.plumbing.tables import read_table
 
     wh = config.Warehouse.at(tmp_path / "warehouse")
-    subprocess.run([sys.executable, "-m", "jobs.make_demo_data", "--warehouse", str(wh.root), "--videos", "24",
+    subprocess.run([sys.executable, "-m", "jobs.datasets.make_demo_data", "--warehouse", str(wh.root), "--videos", "24",
                     "--users", "10", "--clip-seconds", "1", "--seed", "3"], check=True, cwd=PROJECT_ROOT,
                    env=project_env(), capture_output=True)
     stage = [sys.executable, "-m", "jobs.{}", "--warehouse", str(wh.root), "--run-date", RUN_DATE]

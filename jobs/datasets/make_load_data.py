@@ -1,9 +1,9 @@
 """Generate a platform-sized landing zone for the load benchmark (`jobs.bench_load`).
 
-    python -m jobs.make_load_data --warehouse DIR [--videos 50000] [--users 200000] \
+    python -m jobs.datasets.make_load_data --warehouse DIR [--videos 50000] [--users 200000] \
         [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--seed 7] [--run-date 2026-11-20]
 
-The catalog comes from the demo generator's genres (`jobs.make_demo_data.plan_catalog`: text,
+The catalog comes from the demo generator's genres (`jobs.datasets.make_demo_data.plan_catalog`: text,
 publish times, cold-start videos), but only `--media` videos get a rendered clip; the rest are
 text-only, as on a platform where media features exist for a small share of the catalog. Users
 are drawn in bulk with NumPy (the demo's per-event simulation would take hours at this size): each
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.plumbing.config import EVENT, TS, USER_ID, VIDEO_ID, WATCH_SECONDS, Warehouse
-from jobs.make_demo_data import (
+from jobs.datasets.make_demo_data import (
     CATALOG_FILE,
     CLIPS_FILE,
     DEFAULT_RUN_DATE,
@@ -102,7 +102,7 @@ def _draw(uniform: np.ndarray, probabilities) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.make_load_data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m jobs.datasets.make_load_data", description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--videos", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=200_000)

@@ -7,7 +7,7 @@ come from per-genre vocabularies, and each simulated user mostly watches one or 
 
 Run::
 
-    python -m jobs.make_demo_data --warehouse ./warehouse [--seed 7] [--videos 240] [--users 150] \
+    python -m jobs.datasets.make_demo_data --warehouse ./warehouse [--seed 7] [--videos 240] [--users 150] \
         [--run-date 2026-11-20] [--clip-seconds 3] [--workers N]
 
 It writes, under ``<warehouse>/landing/``:
@@ -505,7 +505,7 @@ def truth_json(seed: int, run_day: date, videos: list[DemoVideo], users: list[De
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.make_demo_data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m jobs.datasets.make_demo_data", description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", default=None, help="warehouse root (default: $VREC_WAREHOUSE or ./warehouse)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--videos", type=int, default=240)
