@@ -269,3 +269,25 @@ def test_missing_required_file_is_one_clear_error(
 def test_missing_source_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert _run("movielens-100k", tmp_path / "nowhere", tmp_path) != 0
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_the_contract_command_python_m_jobs_import_dataset_imports(tmp_path: Path) -> None:
+    """`python -m jobs.import_dataset` (DESIGN.md) runs the importer of jobs/datasets/."""
+    import subprocess
+    import sys
+
+    from tests.conftest import project_env
+
+    source = tmp_path / "ml"
+    source.mkdir()
+    (source / "u.data").write_text("1\t10\t5\t881250949\n1\t11\t3\t881250950\n")
+    (source / "u.item").write_text("10|Ten (1995)|01-Jan-1995||" + "|0" * 19 + "\n"
+                                   "11|Eleven (1996)|01-Jan-1996||" + "|0" * 19 + "\n", encoding="latin-1")
+    done = subprocess.run([sys.executable, "-m", "jobs.import_dataset", "--format", "movielens-100k",
+                           "--source", str(source), "--warehouse", str(tmp_path / "wh")],
+                          env=project_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "videos=2 users=1 interactions=2 likes=1" in done.stdout
+    catalog, interactions = _tables(tmp_path / "wh", "movielens-100k")
+    assert sorted(catalog.column("video_id").to_pylist()) == ["10", "11"]
+    assert interactions.column("event").to_pylist() == ["like", "view"]
