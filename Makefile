@@ -91,17 +91,17 @@ bench: bench-features bench-training bench-scoring
 # Feature extraction vs a plain `ffmpeg -f null` decode of ../shared/data/media, on one core and on
 # all cores (~3 min on 2 cores); exits 1 when the one-core ratio is above 1.2, after writing the JSON.
 bench-features: install
-	$(PY) -m jobs.bench_features --out $(BENCH_DIR)/features.json --check
+	$(PY) -m jobs.bench.bench_features --out $(BENCH_DIR)/features.json --check
 
 # Two-tower training on MovieLens-100k: examples/s, s/epoch and the whole nightly fit (~1 min on 2 cores).
 bench-training: install
-	$(PY) -m jobs.bench_training --out $(BENCH_DIR)/training.json
+	$(PY) -m jobs.bench.bench_training --out $(BENCH_DIR)/training.json
 
 # Blocked top 100 for 100,000 users x 50,000 videos x 64 dims against bare matrix products (~1 min),
 # then the Spark path against a crossJoin-and-window query at 5,000 x 2,000 (~5 min).
 bench-scoring: install
-	$(PY) -m jobs.bench_scoring --out $(BENCH_DIR)/scoring.json
-	$(PY) -m jobs.bench_scoring --spark --out $(BENCH_DIR)/scoring_spark.json
+	$(PY) -m jobs.bench.bench_scoring --out $(BENCH_DIR)/scoring.json
+	$(PY) -m jobs.bench.bench_scoring --spark --out $(BENCH_DIR)/scoring_spark.json
 
 # Every nightly stage on a generated landing zone, wall time and peak process-tree memory per stage.
 # Not part of `bench`: at the default size (1,000,000 interactions, 200,000 users, 50,000 videos)
@@ -110,7 +110,7 @@ bench-scoring: install
 LOAD_WAREHOUSE ?= /tmp/vrec-load
 bench-load: install
 	rm -rf $(LOAD_WAREHOUSE)
-	$(PY) -m jobs.bench_load --warehouse $(LOAD_WAREHOUSE) $(LOAD_ARGS) --out $(BENCH_DIR)/load.json
+	$(PY) -m jobs.bench.bench_load --warehouse $(LOAD_WAREHOUSE) $(LOAD_ARGS) --out $(BENCH_DIR)/load.json
 
 # The first night on a sparse, short-video-shaped log: 20,000 videos (300 with a clip, the rest
 # text-only), 40,000 users with 3 to 15 interactions each; per-stage time and memory, and held-out
@@ -119,7 +119,7 @@ bench-load: install
 SPARSE_WAREHOUSE ?= /tmp/vrec-sparse-bench
 bench-sparse: install
 	rm -rf $(SPARSE_WAREHOUSE)
-	$(PY) -m jobs.bench_load --warehouse $(SPARSE_WAREHOUSE) --videos 20000 --users 40000 \
+	$(PY) -m jobs.bench.bench_load --warehouse $(SPARSE_WAREHOUSE) --videos 20000 --users 40000 \
 	  --per-user 3 15 --media 300 --sequential-baseline --out $(BENCH_DIR)/sparse.json
 
 clean:

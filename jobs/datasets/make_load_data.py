@@ -1,4 +1,4 @@
-"""Generate a platform-sized landing zone for the load benchmark (`jobs.bench_load`).
+"""Generate a platform-sized landing zone for the load benchmark (`jobs.bench.bench_load`).
 
     python -m jobs.datasets.make_load_data --warehouse DIR [--videos 50000] [--users 200000] \
         [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--seed 7] [--run-date 2026-11-20]

@@ -6,7 +6,7 @@ task is one block of scores, never users x items, and nothing is shuffled but th
 
 `crossjoin_top_n` is the query a Spark user would write first (every user x every video, a dot
 product per pair, an anti-join on seen videos, a window rank); it is kept as the benchmark's
-reference (`jobs.bench_scoring --spark`).
+reference (`jobs.bench.bench_scoring --spark`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark media feature extraction against a plain ffmpeg decode of the same files.
 
-    python -m jobs.bench_features [--media-dir DIR] [--repeats 3] [--out FILE.json] [--check]
+    python -m jobs.bench.bench_features [--media-dir DIR] [--repeats 3] [--out FILE.json] [--check]
 
 Measures, over the real clips in `../shared/data/media` (the files listed in its MANIFEST.tsv),
 the wall time of
@@ -49,7 +49,7 @@ from pathlib import Path
 
 from jobs.plumbing import config
 
-DEFAULT_MEDIA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
+DEFAULT_MEDIA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "media"
 MAX_ONE_CORE_RATIO = 1.2
 FPS = 1.0
 _LIMITS = config.decode_limits()

@@ -1,7 +1,7 @@
 """Benchmark blocked top-N scoring against a bare matrix multiply of the same sizes.
 
-    python -m jobs.bench_scoring [--users 100000] [--items 50000] [--dim 64] [--top 100] [--out FILE]
-    python -m jobs.bench_scoring --spark [--users 20000] [--items 5000] [--out FILE]
+    python -m jobs.bench.bench_scoring [--users 100000] [--items 50000] [--dim 64] [--top 100] [--out FILE]
+    python -m jobs.bench.bench_scoring --spark [--users 20000] [--items 5000] [--out FILE]
 
 Random unit vectors, 20 seen videos per user. Each measurement runs in its own process (so peak
 memory is its own), best of 3 runs: the project's blocked top-N (`models.topn.top_n` over `models.scoring.TowerVectors`:

@@ -1,6 +1,6 @@
 """Benchmark the training part on MovieLens-100k: examples per second and seconds per epoch.
 
-    python -m jobs.bench_training [--source ../shared/data/movielens-100k] [--epochs 3] [--out FILE]
+    python -m jobs.bench.bench_training [--source ../shared/data/movielens-100k] [--epochs 3] [--out FILE]
 
 Imports the ratings and titles (jobs.datasets.import_dataset), embeds the titles with the packaged text
 model, then times (a) plain epochs of the two-tower model after one untimed warm-up epoch and (b) the
@@ -24,7 +24,7 @@ import pandas as pd
 from jobs.plumbing import config
 from jobs.plumbing.stage import write_json
 
-DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "movielens-100k"
+DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
 
 
 def movielens_inputs(source: Path):

@@ -1,6 +1,6 @@
 """Load benchmark: generate a platform-sized landing zone and run every nightly stage on it.
 
-    python -m jobs.bench_load --warehouse DIR [--videos 50000] [--users 200000] \
+    python -m jobs.bench.bench_load --warehouse DIR [--videos 50000] [--users 200000] \
         [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--out FILE]
 
 Each stage runs as `python -m jobs.<stage>`, the command the DAG's tasks run, in its own process.
