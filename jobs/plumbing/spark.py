@@ -36,7 +36,7 @@ def get_spark(app_name: str, master: str | None = None):
         .config("spark.sql.shuffle.partitions", os.environ.get("VREC_SHUFFLE_PARTITIONS", "4"))
         .config("spark.local.dir", os.environ.get("VREC_SPARK_LOCAL_DIR", tempfile.gettempdir()))
     )
-    # spark-submit sets the master itself; only a plain `python -m jobs.X` needs a default.
+    # spark-submit sets the master itself; only a plain `python -m jobs.<stage>` needs a default.
     if master or not _launched_by_spark_submit():
         builder = builder.master(master or config.DEFAULT_SPARK_MASTER)
     spark = builder.getOrCreate()
