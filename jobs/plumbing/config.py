@@ -1,8 +1,9 @@
 """One place for the pipeline's configuration: warehouse layout, column names and defaults.
 
 Every value here can be overridden by an environment variable (``VREC_<NAME>``) and most by a
-CLI flag of the job that uses it. Jobs, models and the DAG read names from here instead of
-repeating string literals, so the contracts in DESIGN.md live in exactly one module.
+CLI flag of the job that uses it. The jobs read names from here instead of repeating string
+literals, so the contracts in DESIGN.md live in exactly one module (features/ and models/ take
+what they need as arguments and never import it).
 """
 
 from __future__ import annotations
