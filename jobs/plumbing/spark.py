@@ -11,6 +11,7 @@ pyarrow reads as nanoseconds: years 1677 to 2262 only, anything else silently wr
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -55,13 +56,26 @@ def stop_spark() -> None:
         return
     from pyspark.sql import SparkSession
 
+    from pyspark import SparkContext
+
     active = SparkSession.getActiveSession()
     if active is None:
         return
     try:
+        active.sparkContext.setLogLevel("OFF")
         active.stop()
     except Exception:  # noqa: BLE001 -- a JVM that is already gone has nothing more to log
         pass
+    # Killed tasks can still log from the JVM after stop() returns; a JVM this process started
+    # exits when its stdin closes, and a JVM that has exited logs nothing more.
+    jvm = getattr(SparkContext._gateway, "proc", None)
+    if jvm is not None:
+        jvm.stdin.close()
+        try:
+            jvm.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            jvm.kill()
+        SparkContext._gateway = SparkContext._jvm = None   # a later session starts a new JVM
 
 
 def _launched_by_spark_submit() -> bool:
