@@ -1,0 +1,60 @@
+"""Where the serving table lives: the default stays `<warehouse>/tables/recommendations` exactly as
+before, an `s3://` location takes its settings from the environment or an Airflow connection, and
+no secret shows in what a location prints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobs.plumbing import config
+from jobs.plumbing.table_location import TableLocation, s3_storage_options
+
+
+def test_the_default_serving_table_is_the_warehouse_directory(tmp_path):
+    wh = config.Warehouse.at(tmp_path / "warehouse")
+    assert wh.recommendations.is_local and wh.recommendations.storage_options == {}
+    assert str(wh.recommendations) == str((tmp_path / "warehouse" / "tables" / "recommendations").resolve())
+    assert wh.recommendations.path == wh.table("recommendations")
+    assert not wh.recommendations.exists()
+
+
+def test_a_local_location_is_resolved_like_the_warehouse(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert TableLocation.parse("serving").uri == str(tmp_path / "serving")
+    assert TableLocation.parse(f"file://{tmp_path}/serving").uri == str(tmp_path / "serving")
+    wh = config.Warehouse.at(tmp_path / "warehouse", "serving")
+    assert wh.recommendations.uri == str(tmp_path / "serving") and wh.root == tmp_path / "warehouse"
+
+
+@pytest.mark.parametrize("text", ["gs://bucket/table", "s3://", "http://host/table"])
+def test_other_locations_are_refused(text):
+    with pytest.raises(ValueError, match="give a directory or s3://bucket/prefix"):
+        TableLocation.parse(text)
+
+
+def test_s3_settings_come_from_the_environment(monkeypatch):
+    for name, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_DEFAULT_REGION": "eu-west-1",
+                        "AWS_ACCESS_KEY_ID": "key-from-env", "AWS_SECRET_ACCESS_KEY": "secret-from-env"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    location = TableLocation.parse("s3://bucket/serving/recommendations/")
+    assert location.uri == "s3://bucket/serving/recommendations" and not location.is_local
+    assert location.storage_options == {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "key-from-env",
+        "AWS_SECRET_ACCESS_KEY": "secret-from-env", "AWS_ALLOW_HTTP": "true"}   # plain HTTP only when asked
+    assert "secret-from-env" not in repr(config.Warehouse.at("w", location.uri)) + str(location)
+    assert "AWS_ALLOW_HTTP" not in s3_storage_options({"AWS_ENDPOINT_URL": "https://s3.example.com"})
+
+
+def test_an_airflow_connection_overrides_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_VREC_TEST_S3", json.dumps({
+        "conn_type": "aws", "login": "key-from-connection", "password": "secret-from-connection",
+        "extra": {"endpoint_url": "https://objects.example.com"}}))
+    environ = {"AWS_ACCESS_KEY_ID": "key-from-env", "AWS_SECRET_ACCESS_KEY": "secret-from-env",
+               "AWS_REGION": "eu-central-1"}
+    assert s3_storage_options(environ, "vrec_test_s3") == {
+        "AWS_ACCESS_KEY_ID": "key-from-connection", "AWS_SECRET_ACCESS_KEY": "secret-from-connection",
+        "AWS_ENDPOINT_URL": "https://objects.example.com", "AWS_REGION": "eu-central-1"}
