@@ -92,7 +92,8 @@ def test_polars_duckdb_and_pyarrow_read_the_table_on_s3(served):
         expected["user_id"].nunique()
 
 
-def test_consumer_views_read_the_table_on_s3(spark, served):
+def test_consumer_views_read_the_table_on_s3(spark, served, capsys):
+    from jobs import consumer_views
     from jobs.consumer_views import register_views, user_recommendations
 
     wh, _ = served
@@ -104,6 +105,10 @@ def test_consumer_views_read_the_table_on_s3(spark, served):
     user = expected["user_id"].iloc[0]
     rows = user_recommendations(spark, user).toPandas()
     assert list(rows["video_id"]) == list(expected.loc[expected["user_id"] == user, "video_id"])
+    capsys.readouterr()
+    assert consumer_views.main(["--warehouse", str(wh.root), "--user-id", user, "--serving-table", SERVING_TABLE]) == 0
+    shown = capsys.readouterr().out
+    assert all(video in shown for video in rows["video_id"])
 
 
 def test_each_commit_is_a_conditional_put_so_a_stale_writer_cannot_overwrite_a_night(served, s3_server, s3_env):
@@ -175,6 +180,19 @@ def test_retention_on_s3_vacuums_old_nights_and_rollback_to_them_fails_clearly(s
     assert current_lists(wh).groupby("user_id").size().eq(4).all()   # the current night is whole
     with pytest.raises(StageError, match="can no longer be restored"):
         rollback(wh, to_date=FIRST_NIGHT)
+
+
+def test_run_nightly_with_the_serving_table_option_scores_with_the_production_model_on_s3(served, capsys):
+    from jobs import run_nightly
+
+    wh, model_version = served
+    capsys.readouterr()
+    assert run_nightly.main(["--warehouse", str(wh.root), "--run-date", "2026-11-30", "--top-n", "5",
+                             "--skip-training", "--serving-table", SERVING_TABLE]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["users_published"] == 50
+    lists = wh.recommendations.delta_table().to_pandas()
+    assert set(lists["run_date"].astype(str)) == {"2026-11-30"} and set(lists["model_version"]) == {model_version}
+    assert lists.groupby("user_id").size().eq(5).all()
 
 
 def _run(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
