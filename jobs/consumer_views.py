@@ -17,7 +17,7 @@ import sys
 
 from jobs.plumbing import config
 from jobs.plumbing.sql import load_sql
-from jobs.plumbing.stage import add_serving_table_argument
+from jobs.plumbing.stage import StageError, add_serving_table_argument, warehouse_at
 
 VIEWS = ("view_latest_recommendations", "view_recommendations_with_titles")
 
@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user-id", required=True)
     add_serving_table_argument(parser)
     args = parser.parse_args(argv)
-    wh = config.Warehouse.at(args.warehouse, args.serving_table)
+    try:
+        wh = warehouse_at("consumer_views", args.warehouse, args.serving_table)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if not wh.recommendations.exists():
         print(f"error: no serving table at {wh.recommendations}", file=sys.stderr)
         return 1

@@ -17,7 +17,8 @@ import time
 import traceback
 
 from jobs.plumbing import config
-from jobs.plumbing.stage import StageError, add_serving_table_argument, base_parser, describe, fail, preflight
+from jobs.plumbing.stage import (StageError, add_serving_table_argument, base_parser, describe, fail, preflight,
+                                 warehouse_at)
 
 
 def _stages(args, wh: config.Warehouse):
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.skip_training and not args.model_version:
         args.model_version = config.PRODUCTION_MODEL   # score with the model that serves now
-    wh = config.Warehouse.at(args.warehouse, args.serving_table)
     try:
+        wh = warehouse_at("run_nightly", args.warehouse, args.serving_table)
         preflight(wh)
     except StageError as err:
         return fail(str(err))

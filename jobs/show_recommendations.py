@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from jobs.plumbing import config
-from jobs.plumbing.stage import add_serving_table_argument
+from jobs.plumbing.stage import StageError, add_serving_table_argument, warehouse_at
 from jobs.plumbing.tables import read_table
 
 
@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user-id", action="append", default=[], help="show this user (repeatable)")
     add_serving_table_argument(parser)
     args = parser.parse_args(argv)
-    wh = config.Warehouse.at(args.warehouse, args.serving_table)
+    try:
+        wh = warehouse_at("show_recommendations", args.warehouse, args.serving_table)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if not wh.recommendations.exists():
         print(f"error: no serving table at {wh.recommendations}", file=sys.stderr)
         return 1

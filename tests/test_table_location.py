@@ -73,3 +73,19 @@ def test_vrec_serving_table_is_the_default_of_every_warehouse(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                           env=project_env(VREC_SERVING_TABLE="s3://bucket/serving/recommendations"))
     assert done.stdout.strip() == "s3://bucket/serving/recommendations", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["jobs.publish", "jobs.show_recommendations"])
+def test_a_serving_table_setting_that_is_no_location_ends_with_one_line(command, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT, project_env
+
+    done = subprocess.run([sys.executable, "-m", command, "--warehouse", str(tmp_path / "w")], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, env=project_env(VREC_SERVING_TABLE="gs://elsewhere/t"))
+    stage = command.removeprefix("jobs.")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: [{stage}] serving table (--serving-table or $VREC_SERVING_TABLE): "
+        "'gs://elsewhere/t' is not a table location: give a directory or s3://bucket/prefix")

@@ -54,6 +54,15 @@ def add_serving_table_argument(parser: argparse.ArgumentParser) -> None:
                              "$VREC_SERVING_TABLE or WAREHOUSE/tables/recommendations)")
 
 
+def warehouse_at(stage: str, warehouse: str | None, serving_table: str | None = None) -> config.Warehouse:
+    """A command's warehouse; a serving-table setting that names no location is a StageError (the
+    option is checked by argparse, but $VREC_SERVING_TABLE only here)."""
+    try:
+        return config.Warehouse.at(warehouse, serving_table)
+    except ValueError as err:
+        raise StageError(stage, f"serving table (--serving-table or $VREC_SERVING_TABLE): {err}") from err
+
+
 def parse_serving_table(text: str) -> str:
     try:
         TableLocation.parse(text)
@@ -137,7 +146,10 @@ def run_stage(stage: str, warehouse: str | None, body: Callable[[config.Warehous
     then the body; print its counters as JSON, or end with one error line and exit 1 (an unexpected
     error's traceback goes to stderr above that line, for the task log). The error line is the last
     line on stderr: Spark is stopped before it is printed (`fail`)."""
-    wh = config.Warehouse.at(warehouse, serving_table)
+    try:
+        wh = warehouse_at(stage, warehouse, serving_table)
+    except StageError as err:
+        return fail(str(err))
     try:
         preflight(wh)
         counters = body(wh)
