@@ -1,13 +1,14 @@
 """The views downstream consumers use over the serving table, in Spark SQL (`sql/view_*.sql`).
 
-    python -m jobs.consumer_views --warehouse DIR --user-id ID
+    python -m jobs.consumer_views --warehouse DIR --user-id ID [--serving-table s3://bucket/prefix]
 
 `register_views(spark, wh)` defines `recommendations` (the serving table's latest version),
 `catalog`, and the views `latest_recommendations` and `recommendations_with_titles`; the query
 `sql/user_recommendations.sql` then gives one user's list. On a cluster with the delta-spark jars
 the table is read with `format("delta")`; without them (local runs) the same snapshot is read from
 the Parquet files that the latest Delta version lists (delta-rs), never from a directory listing,
-which would mix in files of earlier nights.
+which would mix in files of earlier nights. A serving table on S3 is read there through delta-rs
+as Arrow, since a local Spark has no S3 file system (hadoop-aws is not on its classpath).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 
 from jobs.plumbing import config
 from jobs.plumbing.sql import load_sql
+from jobs.plumbing.stage import StageError, add_serving_table_argument, warehouse_at
 
 VIEWS = ("view_latest_recommendations", "view_recommendations_with_titles")
 
@@ -25,12 +27,14 @@ def read_serving_table(spark, wh: config.Warehouse):
     from pyspark.errors import PySparkException
     from py4j.protocol import Py4JJavaError
 
+    location = wh.recommendations
     try:
-        return spark.read.format("delta").load(str(wh.recommendations))
+        return spark.read.format("delta").load(location.uri)
     except (PySparkException, Py4JJavaError):  # no delta-spark on the classpath
-        from deltalake import DeltaTable
-
-        return spark.read.parquet(*DeltaTable(str(wh.recommendations)).file_uris())
+        table = location.delta_table()
+        if location.is_local:
+            return spark.read.parquet(*table.file_uris())
+        return spark.createDataFrame(table.to_pyarrow_table())
 
 
 def register_views(spark, wh: config.Warehouse) -> None:
@@ -53,9 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", default=config.DEFAULT_WAREHOUSE)
     parser.add_argument("--user-id", required=True)
+    add_serving_table_argument(parser)
     args = parser.parse_args(argv)
-    wh = config.Warehouse.at(args.warehouse)
-    if not (wh.recommendations / "_delta_log").is_dir():
+    try:
+        wh = warehouse_at("consumer_views", args.warehouse, args.serving_table)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not wh.recommendations.exists():
         print(f"error: no serving table at {wh.recommendations}", file=sys.stderr)
         return 1
     spark = get_spark("vrec-consumer-views")

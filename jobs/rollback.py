@@ -1,6 +1,7 @@
 """Rollback: make an earlier night's lists current again, as a new commit of the serving table.
 
     python -m jobs.rollback --warehouse DIR (--to-version N | --to-date YYYY-MM-DD) [--retention-days 30]
+                            [--serving-table s3://bucket/prefix]
 
 `--to-date` picks the latest publish of that run date. The rollback is one Delta commit (a
 restore), so readers see either tonight's lists or the restored ones, and the rolled-back version
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from jobs.plumbing import config
-from jobs.plumbing.stage import StageError, parse_run_date, run_stage
+from jobs.plumbing.stage import StageError, add_serving_table_argument, parse_run_date, run_stage
 from jobs.plumbing.serving import published_versions, vacuum
 
 STAGE = "rollback"
@@ -21,12 +22,12 @@ STAGE = "rollback"
 
 def rollback(wh: config.Warehouse, *, to_version: int | None = None, to_date: str | None = None,
              retention_days: float = config.DEFAULT_RETENTION_DAYS) -> dict:
-    from deltalake import CommitProperties, DeltaTable
+    from deltalake import CommitProperties
     from deltalake.exceptions import DeltaError
 
-    if not (wh.recommendations / "_delta_log").is_dir():
+    if not wh.recommendations.exists():
         raise StageError(STAGE, f"no serving table at {wh.recommendations}")
-    table = DeltaTable(str(wh.recommendations))
+    table = wh.recommendations.delta_table()
     publishes = published_versions(table)
     if to_date is not None:
         matching = [version for version, run_date in publishes.items() if run_date == to_date]
@@ -44,7 +45,7 @@ def rollback(wh: config.Warehouse, *, to_version: int | None = None, to_date: st
     except (OSError, DeltaError) as err:  # the version's files are gone (vacuumed)
         raise StageError(STAGE, f"version {to_version} can no longer be restored ({err}); "
                                 f"retention is {retention_days} days") from err
-    restored = DeltaTable(str(wh.recommendations))
+    restored = wh.recommendations.delta_table()
     removed = vacuum(restored, retention_days)
     return {"restored_version": to_version, "restored_run_date": publishes.get(to_version),
             "previous_version": current, "delta_version": restored.version(), "files_vacuumed": removed}
@@ -64,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--to-date", type=parse_run_date, help="the run date whose lists to make current again")
     parser.add_argument("--retention-days", type=float, default=config.DEFAULT_RETENTION_DAYS,
                         help="keep files of earlier versions this long (default: $VREC_RETENTION_DAYS or 30)")
+    add_serving_table_argument(parser)
     args = parser.parse_args(argv)
     return run_stage(STAGE, args.warehouse, lambda wh: rollback(wh, to_version=args.to_version,
-                                                                to_date=args.to_date, retention_days=args.retention_days))
+                                                                to_date=args.to_date, retention_days=args.retention_days),
+                     serving_table=args.serving_table)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run every stage of the nightly pipeline in order, without Airflow.
 
-    python -m jobs.run_nightly --warehouse DIR --run-date YYYY-MM-DD [--top-n N]
+    python -m jobs.run_nightly --warehouse DIR --run-date YYYY-MM-DD [--top-n N] [--serving-table s3://bucket/prefix]
 
 The same job code the DAG runs, in one process that shares one local SparkSession between the
 Spark stages. Exit 0 on success; on failure, exit 1 with one line on stderr naming the stage and
@@ -17,7 +17,8 @@ import time
 import traceback
 
 from jobs.plumbing import config
-from jobs.plumbing.stage import StageError, base_parser, describe, fail, preflight
+from jobs.plumbing.stage import (StageError, add_serving_table_argument, base_parser, describe, fail, preflight,
+                                 warehouse_at)
 
 
 def _stages(args, wh: config.Warehouse):
@@ -71,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
                         help="largest relative drop in held-out NDCG@10 against production that still publishes")
     parser.add_argument("--decode-timeout-s", type=float, default=config.decode_limits().timeout_s)
+    add_serving_table_argument(parser)
     args = parser.parse_args(argv)
     if args.skip_training and not args.model_version:
         args.model_version = config.PRODUCTION_MODEL   # score with the model that serves now
-    wh = config.Warehouse.at(args.warehouse)
     try:
+        wh = warehouse_at("run_nightly", args.warehouse, args.serving_table)
         preflight(wh)
     except StageError as err:
         return fail(str(err))

@@ -71,3 +71,17 @@ def spark(tmp_path_factory):
     session = get_spark("vrec-tests", master="local[2]")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-compatible server (moto) on a free port of 127.0.0.1, for the whole session. The tests
+    that need it skip, saying why, only when it cannot start."""
+    from tests.s3_server import start_s3_server
+
+    try:
+        server = start_s3_server()
+    except (ImportError, RuntimeError) as err:
+        pytest.skip(f"moto's S3 server could not start: {err}")
+    yield server
+    server.stop()

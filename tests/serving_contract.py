@@ -1,12 +1,14 @@
-"""The serving-table contract of DESIGN.md as one check, shared by the end-to-end tests."""
+"""The serving-table contract of DESIGN.md as one check, shared by the end-to-end tests, and the
+check that a reader polling during publishes only ever sees whole nights (local and on S3)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from typing import Callable
 
 import pandas as pd
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from jobs.plumbing import config
 from jobs.plumbing.tables import read_table
@@ -19,7 +21,7 @@ EXPECTED_SCHEMA = {
 
 def check_serving_table(wh: config.Warehouse, run_date: str, top_n: int) -> pd.DataFrame:
     """Assert every bullet of the serving-table contract; return the lists."""
-    table = DeltaTable(str(wh.recommendations))
+    table = wh.recommendations.delta_table()
     protocol = table.protocol()
     assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
     arrow = table.to_pyarrow_table()
@@ -44,3 +46,43 @@ def check_serving_table(wh: config.Warehouse, run_date: str, top_n: int) -> pd.D
         assert not set(rows["video_id"]) & seen[user], user
         assert (rows["score"].diff().dropna() <= 1e-12).all(), user
     return lists
+
+
+def poll_during_publishes(wh: config.Warehouse, publish_nights: Callable[[], None]) -> list[pd.DataFrame]:
+    """Read the latest version of the serving table over and over while `publish_nights` runs;
+    every snapshot read. A failed read fails the check: readers must never see one."""
+    snapshots, failures, done = [], [], threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                frame = wh.recommendations.delta_table().to_pandas()
+            except Exception as err:  # noqa: BLE001 -- a failed read is itself a finding
+                failures.append(repr(err))
+                continue
+            snapshots.append(frame)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        publish_nights()
+    finally:
+        done.set()
+        reader.join()
+    assert not failures, failures[:3]
+    return snapshots
+
+
+def assert_whole_nights(snapshots: list[pd.DataFrame], users: int, top_n_by_date: dict[str, int],
+                        earlier_top_n: int) -> set[str]:
+    """Each snapshot is one night's lists, whole (every user, that night's list length); returns
+    the nights seen. A night not in `top_n_by_date` is the one before them, of `earlier_top_n`."""
+    nights_seen = set()
+    for frame in snapshots:
+        run_dates = frame["run_date"].astype(str).unique()
+        assert len(run_dates) == 1, run_dates
+        expected = top_n_by_date.get(run_dates[0], earlier_top_n)
+        assert frame["user_id"].nunique() == users
+        assert frame.groupby("user_id").size().eq(expected).all()
+        nights_seen.add(run_dates[0])
+    return nights_seen

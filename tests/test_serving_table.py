@@ -4,8 +4,6 @@ pyarrow) read it at Delta protocol reader 1 / writer 2."""
 
 from __future__ import annotations
 
-import threading
-
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
@@ -13,6 +11,7 @@ from deltalake import DeltaTable
 from jobs.plumbing import config
 from jobs.plumbing.stage import StageError
 from tests.landing import publish_first_night, text_only_catalog, write_landing
+from tests.serving_contract import assert_whole_nights, poll_during_publishes
 
 pytestmark = pytest.mark.spark
 FIRST_NIGHT = "2026-11-20"
@@ -46,37 +45,14 @@ def test_a_reader_polling_during_publishes_never_sees_a_partial_or_mixed_table(s
     users = current_lists(wh)["user_id"].nunique()
     # Nights alternate between lists of 3 and of 5: any mix of two nights would show.
     dates = {f"2026-11-{day}": 3 if day % 2 else 5 for day in range(21, 27)}
-    snapshots, failures, done = [], [], threading.Event()
 
-    def poll() -> None:
-        while not done.is_set():
-            try:
-                frame = DeltaTable(str(wh.recommendations)).to_pandas()
-            except Exception as err:  # noqa: BLE001 -- a failed read is itself a finding
-                failures.append(repr(err))
-                continue
-            snapshots.append(frame)
-
-    reader = threading.Thread(target=poll)
-    reader.start()
-    try:
+    def publish_nights() -> None:
         for run_date, top_n in dates.items():
             night(wh, model_version, run_date, top_n)
-    finally:
-        done.set()
-        reader.join()
 
-    assert not failures, failures[:3]
+    snapshots = poll_during_publishes(wh, publish_nights)
     assert len(snapshots) > len(dates)
-    nights_seen = set()
-    for frame in snapshots:
-        run_dates = frame["run_date"].astype(str).unique()
-        assert len(run_dates) == 1, run_dates
-        expected = dates.get(run_dates[0], 5)
-        assert frame["user_id"].nunique() == users
-        assert frame.groupby("user_id").size().eq(expected).all()
-        nights_seen.add(run_dates[0])
-    assert len(nights_seen) >= 3
+    assert len(assert_whole_nights(snapshots, users, dates, earlier_top_n=5)) >= 3
 
 
 def test_rollback_to_a_date_restores_that_nights_lists_as_a_new_commit(served):

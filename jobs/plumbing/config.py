@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.plumbing.table_location import TableLocation
+
 if TYPE_CHECKING:
     from features.decode import DecodeLimits
 
@@ -50,6 +52,11 @@ def _env(name: str, default: str) -> str:
 
 
 DEFAULT_WAREHOUSE = _env("WAREHOUSE", "./warehouse")
+# The serving table may live apart from the warehouse, on an S3-compatible object store
+# (s3://bucket/prefix); empty: <warehouse>/tables/recommendations. Its endpoint, region and
+# credentials come from the environment (AWS_*), or from this Airflow connection when one is named.
+DEFAULT_SERVING_TABLE = _env("SERVING_TABLE", "")
+SERVING_TABLE_CONN_ID = _env("SERVING_TABLE_CONN_ID", "")
 DEFAULT_TOP_N = int(_env("TOP_N", "20"))
 # Past this share of bad interaction (or catalog) rows, ingest fails before anything is published.
 DEFAULT_MAX_BAD_ROW_SHARE = float(_env("MAX_BAD_ROW_SHARE", "0.2"))
@@ -110,13 +117,19 @@ def decode_limits(**changes) -> DecodeLimits:
 
 @dataclass(frozen=True)
 class Warehouse:
-    """Paths of the warehouse layout of DESIGN.md, from one root directory."""
+    """Paths of the warehouse layout of DESIGN.md, from one root directory, and where the serving
+    table lives (None: in the warehouse, `tables/recommendations`)."""
 
     root: Path
+    serving_table: TableLocation | None = None
 
     @classmethod
-    def at(cls, root: str | os.PathLike | None) -> "Warehouse":
-        return cls(Path(root or DEFAULT_WAREHOUSE).expanduser().resolve())
+    def at(cls, root: str | os.PathLike | None, serving_table: str | None = None) -> "Warehouse":
+        """The warehouse at `root`; the serving table at `serving_table`, else $VREC_SERVING_TABLE,
+        else inside the warehouse. Every other table stays under the (local) root."""
+        location = serving_table or DEFAULT_SERVING_TABLE
+        return cls(Path(root or DEFAULT_WAREHOUSE).expanduser().resolve(),
+                   TableLocation.parse(location, connection_id=SERVING_TABLE_CONN_ID) if location else None)
 
     # landing zone, written by upstream systems
     @property
@@ -168,8 +181,9 @@ class Warehouse:
         return self.table("model_metrics")
 
     @property
-    def recommendations(self) -> Path:
-        return self.table("recommendations")
+    def recommendations(self) -> TableLocation:
+        """The serving table (Delta): a local directory or an object-store location."""
+        return self.serving_table or TableLocation.local(self.table("recommendations"))
 
     def run_dir(self, run_date: str) -> Path:
         """Per-run bookkeeping: each stage's counters, validation results."""

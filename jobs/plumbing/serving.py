@@ -21,9 +21,7 @@ def vacuum(table, retention_days: float) -> int:
 
 def production_model(wh: config.Warehouse) -> str | None:
     """The model whose lists the latest version of the serving table holds, if any."""
-    from deltalake import DeltaTable
-
-    if not (wh.recommendations / "_delta_log").is_dir():
+    if not wh.recommendations.exists():
         return None
-    head = DeltaTable(str(wh.recommendations)).to_pyarrow_dataset().head(1, columns=[config.MODEL_VERSION])
+    head = wh.recommendations.delta_table().to_pyarrow_dataset().head(1, columns=[config.MODEL_VERSION])
     return head.column(0)[0].as_py() if head.num_rows else None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from jobs.plumbing import config
+from jobs.plumbing.table_location import TableLocation
 
 
 class StageError(RuntimeError):
@@ -43,6 +44,31 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--run-date", type=parse_run_date, default=dt.date.today().isoformat(),
                         help="logical date of the run, YYYY-MM-DD (default: today)")
     return parser
+
+
+def add_serving_table_argument(parser: argparse.ArgumentParser) -> None:
+    """`--serving-table` for the commands that write or read the serving table."""
+    parser.add_argument("--serving-table", type=parse_serving_table, default=None,
+                        help="the serving table: a directory or s3://bucket/prefix, reached with the AWS_* "
+                             "environment or the Airflow connection $VREC_SERVING_TABLE_CONN_ID (default: "
+                             "$VREC_SERVING_TABLE or WAREHOUSE/tables/recommendations)")
+
+
+def warehouse_at(stage: str, warehouse: str | None, serving_table: str | None = None) -> config.Warehouse:
+    """A command's warehouse; a serving-table setting that names no location is a StageError (the
+    option is checked by argparse, but $VREC_SERVING_TABLE only here)."""
+    try:
+        return config.Warehouse.at(warehouse, serving_table)
+    except ValueError as err:
+        raise StageError(stage, f"serving table (--serving-table or $VREC_SERVING_TABLE): {err}") from err
+
+
+def parse_serving_table(text: str) -> str:
+    try:
+        TableLocation.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return text
 
 
 def write_json(path: Path, document: dict) -> Path:
@@ -114,12 +140,16 @@ def fail(message: str) -> int:
     return 1
 
 
-def run_stage(stage: str, warehouse: str | None, body: Callable[[config.Warehouse], dict]) -> int:
+def run_stage(stage: str, warehouse: str | None, body: Callable[[config.Warehouse], dict], *,
+              serving_table: str | None = None) -> int:
     """Run a stage body for a CLI (what each Airflow task runs): the same preflight as `run_nightly`,
     then the body; print its counters as JSON, or end with one error line and exit 1 (an unexpected
     error's traceback goes to stderr above that line, for the task log). The error line is the last
     line on stderr: Spark is stopped before it is printed (`fail`)."""
-    wh = config.Warehouse.at(warehouse)
+    try:
+        wh = warehouse_at(stage, warehouse, serving_table)
+    except StageError as err:
+        return fail(str(err))
     try:
         preflight(wh)
         counters = body(wh)
