@@ -4,9 +4,9 @@ Each user is one row (`users_frame`: user_id, vector, the videos they interacted
 order). The `ScoringModel` (item vectors, the LightGBM re-ranker and its per-video features) and
 the video ids are broadcast once; each partition turns its Arrow batches into
 `models.candidate_lists.Users` and runs `models.candidate_lists.candidate_lists`, the function the
-local engine runs, so the lists are the same (tests/test_spark_scoring.py). Memory per task is
-the broadcast plus one block of scores, never users x videos, and nothing is shuffled but the
-users' rows.
+local engine runs, so the lists are the same (tests/test_spark_scoring.py, and on MovieLens-100k
+tests/test_score_engines.py). Memory per task is the broadcast plus one block of scores, never
+users x videos, and nothing is shuffled but the users' rows.
 
 `crossjoin_top_n` is the query a Spark user would write first (every user x every video, a dot
 product per pair, an anti-join on seen videos, a window rank); it is kept as the benchmark's
