@@ -83,3 +83,20 @@ def test_spark_engine_with_the_reranker_gives_the_local_lists_and_the_evaluated_
     assert [got[u] for u in user_ids] == local_videos.tolist()
     spark_scores = np.stack([result[result["user_id"] == u].sort_values("rank")["score"].to_numpy() for u in user_ids])
     assert np.array_equal(spark_scores, local_scores)
+
+
+def test_the_project_zip_ships_the_partition_code(tmp_path):
+    """Executors import the project from a --py-files zip, never a checkout: the zip must import
+    models/, a namespace package (no __init__.py), which zipimport finds only by its directory entry."""
+    import subprocess
+    import sys
+
+    from jobs.bench.bench_load import project_zip
+
+    shipped = project_zip(tmp_path)
+    modules = ("models.candidate_lists", "jobs.plumbing.spark_scoring")
+    probe = f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules!r}))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(shipped), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [f"{shipped}/models/candidate_lists.py", f"{shipped}/jobs/plumbing/spark_scoring.py"]
