@@ -100,3 +100,17 @@ def test_the_project_zip_ships_the_partition_code(tmp_path):
                           env={"PYTHONPATH": str(shipped), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [f"{shipped}/models/candidate_lists.py", f"{shipped}/jobs/plumbing/spark_scoring.py"]
+
+
+def test_an_unknown_scoring_engine_stops_the_stage_with_one_line(tmp_path):
+    """VREC_SCORING_ENGINE is read as the default: a value that is no engine fails before any work."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT, project_env
+
+    done = subprocess.run([sys.executable, "-m", "jobs.score", "--warehouse", str(tmp_path), "--run-date", "2026-11-20"],
+                          cwd=PROJECT_ROOT, env=project_env(VREC_SCORING_ENGINE="gpu"), capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: [score] unknown scoring engine 'gpu' (VREC_SCORING_ENGINE or --engine): use one of local, spark")
