@@ -1,15 +1,23 @@
 """Score: top-N videos per user from the trained model, seen videos excluded.
 
-    python -m jobs.score --warehouse DIR --run-date YYYY-MM-DD [--top-n 20] [--model-version V]
+    python -m jobs.score --warehouse DIR --run-date YYYY-MM-DD [--top-n 20] [--model-version V] \
+        [--engine local|spark] [--master URL]
+    spark-submit [--master URL] jobs/score.py --warehouse DIR --run-date YYYY-MM-DD --engine spark ...
 
 Every catalog video is a candidate, including videos published since training or with no
 interactions yet: their vectors come from content alone. Writes `tables/candidate_lists/<run_date>/`,
 which the publish stage validates and commits to the serving table.
+
+Two engines give the same lists (`models.candidate_lists` computes every block of users for both):
+`local` (the default, or `VREC_SCORING_ENGINE`) scores all users in this process; `spark` makes
+users Spark partitions and broadcasts the item vectors, the re-ranker and its per-video features
+(`jobs.plumbing.spark_scoring`). Both encode the user and item vectors here, in the driver.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +26,7 @@ from jobs.plumbing import config
 from jobs.plumbing.model_inputs import load_model_inputs
 from jobs.plumbing.serving import production_model
 from jobs.plumbing.stage import StageError, base_parser, read_counters, run_stage, write_counters
-from jobs.plumbing.tables import write_arrow_table
+from jobs.plumbing.tables import read_table, write_arrow_table, write_spark_table
 
 STAGE = "score"
 
@@ -39,17 +47,20 @@ def resolve_model_version(wh: config.Warehouse, run_date: str, pinned: str | Non
 
 
 def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TOP_N,
-          model_version: str | None = None) -> dict:
+          model_version: str | None = None, engine: str = config.DEFAULT_SCORING_ENGINE,
+          master: str | None = None) -> dict:
     from models.artifact import SchemaMismatch, load_artifact
+    from models.candidate_lists import ScoringModel, Users
     from models.content import content_matrix, fit_content_stats
     from models.evaluation import seen_csr
-    from models.fit import ranker_context
-    from models.ranker import CANDIDATE_OFFSET, Reranked
-    from models.scoring import encode
-    from models.topn import top_n as blocked_top_n
+    from models.fit import catalog_features
+    from models.scoring import ItemVectors, encode
 
     if top_n < 1:
         raise StageError(STAGE, f"top_n must be at least 1, got {top_n}")
+    if engine not in config.SCORING_ENGINES:
+        raise StageError(STAGE, f"unknown scoring engine {engine!r} (VREC_SCORING_ENGINE or --engine): "
+                                f"use one of {', '.join(config.SCORING_ENGINES)}")
     version = resolve_model_version(wh, run_date, model_version)
     try:
         artifact = load_artifact(wh.models, version)
@@ -66,32 +77,52 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     use_id = (model_item >= 0) & artifact.warm[np.maximum(model_item, 0)]
     vectors = encode(artifact.model, content, data, len(user_ids), model_item=model_item,
                      model_user=_lookup(artifact.user_ids, user_ids), use_id=use_id)
-    scorer = vectors
-    if artifact.ranker is not None:
-        # Every published row comes from the re-ranked candidates, so scores fall with rank.
-        scorer = Reranked(vectors, artifact.ranker, ranker_context(data, content, len(user_ids)),
-                          candidates=max(artifact.metadata.get("candidates", 200), top_n))
-    indptr, seen = seen_csr(data, len(user_ids))
-    best_items, best_scores = blocked_top_n(scorer, len(user_ids), indptr, seen, top_n)
-    if artifact.ranker is not None:
-        best_scores = np.where(best_scores >= CANDIDATE_OFFSET / 2, best_scores - CANDIDATE_OFFSET, best_scores)
-
-    valid = best_items >= 0
-    users_col = np.repeat(user_ids, valid.sum(axis=1))
-    ranks = (np.cumsum(valid, axis=1))[valid].astype(np.int32)
-    table = pa.table({
-        config.USER_ID: pa.array(users_col, pa.string()),
-        config.RANK: pa.array(ranks, pa.int32()),
-        config.VIDEO_ID: pa.array(video_ids[best_items[valid]], pa.string()),
-        config.SCORE: pa.array(best_scores[valid].astype(np.float64), pa.float64()),
-        config.MODEL_VERSION: pa.array([version] * int(valid.sum()), pa.string()),
-    })
-    write_arrow_table(table, wh.candidate_lists / run_date, run_date)
+    reranked = artifact.ranker is not None
+    model = ScoringModel(ItemVectors(vectors.items), artifact.ranker,
+                         catalog_features(data, content, len(user_ids)) if reranked else None,
+                         candidates=max(artifact.metadata.get("candidates", 200), top_n))
+    users = Users(vectors.users, *seen_csr(data, len(user_ids)))
+    write_lists = _write_spark_lists if engine == "spark" else _write_local_lists
+    rows = write_lists(model, users, user_ids, video_ids, version, top_n, wh.candidate_lists / run_date,
+                       run_date, master=master)
     counters = {"model_version": version, "users_scored": len(user_ids), "videos_scored": len(video_ids),
-                "cold_videos": int((~use_id).sum()), "rows": table.num_rows, "top_n": top_n,
-                "reranked": artifact.ranker is not None}
+                "cold_videos": int((~use_id).sum()), "rows": rows, "top_n": top_n, "reranked": reranked,
+                "engine": engine}
     write_counters(wh, run_date, STAGE, counters)
     return counters
+
+
+def _write_local_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray, version: str, top_n: int,
+                       target: Path, run_date: str, master: str | None = None) -> int:
+    """The local engine: every user in this process, one Parquet file."""
+    from models.candidate_lists import candidate_lists
+
+    best, scores = candidate_lists(model, users, top_n)
+    valid = best >= 0
+    table = pa.table({
+        config.USER_ID: pa.array(np.repeat(user_ids, valid.sum(axis=1)), pa.string()),
+        config.RANK: pa.array(np.cumsum(valid, axis=1)[valid].astype(np.int32), pa.int32()),
+        config.VIDEO_ID: pa.array(video_ids[best[valid]], pa.string()),
+        config.SCORE: pa.array(scores[valid], pa.float64()),
+        config.MODEL_VERSION: pa.array([version] * int(valid.sum()), pa.string()),
+    })
+    write_arrow_table(table, target, run_date)
+    return table.num_rows
+
+
+def _write_spark_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray, version: str, top_n: int,
+                       target: Path, run_date: str, master: str | None = None) -> int:
+    """The Spark engine: users as partitions, one Parquet file per partition, the same columns."""
+    from pyspark.sql import functions as F
+
+    from jobs.plumbing.spark import get_spark
+    from jobs.plumbing.spark_scoring import spark_candidate_lists, user_partitions, users_frame
+
+    spark = get_spark("vrec-score", master)
+    frame = users_frame(spark, user_ids, users, user_partitions(spark, len(users)))
+    lists = spark_candidate_lists(frame, model, video_ids, top_n)
+    write_spark_table(lists.withColumn(config.MODEL_VERSION, F.lit(version)), target, run_date)
+    return read_table(target, [config.USER_ID]).num_rows
 
 
 def _lookup(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -105,9 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-version", default=None,
                         help=f"score with this model instead of tonight's "
                              f"({config.PRODUCTION_MODEL!r}: the one serving now)")
+    parser.add_argument("--engine", choices=config.SCORING_ENGINES, default=config.DEFAULT_SCORING_ENGINE,
+                        help="where the lists are computed, with the same result: 'local', this process, or "
+                             "'spark', users as Spark partitions with the model broadcast (default: "
+                             "$VREC_SCORING_ENGINE or local)")
+    parser.add_argument("--master", default=None,
+                        help="Spark master of the spark engine, e.g. spark://host:7077 (default: spark-submit's, "
+                             "else $VREC_SPARK_MASTER or local[*])")
     args = parser.parse_args(argv)
-    return run_stage(STAGE, args.warehouse, lambda wh: score(wh, args.run_date,
-                                                             top_n=args.top_n, model_version=args.model_version))
+    return run_stage(STAGE, args.warehouse, lambda wh: score(wh, args.run_date, top_n=args.top_n,
+                                                             model_version=args.model_version,
+                                                             engine=args.engine, master=args.master))
 
 
 if __name__ == "__main__":

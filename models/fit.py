@@ -26,7 +26,7 @@ import numpy as np
 
 from models.baselines import ItemKNN, user_item_matrix
 from models.evaluation import evaluate, leave_last_out, sample_users
-from models.ranker import Reranked, RankerContext, fit_ranker
+from models.ranker import CatalogFeatures, Reranked, RankerContext, fit_ranker
 from models.scoring import encode
 from models.training import IndexedInteractions, train_two_tower
 from models.two_tower import TwoTower
@@ -87,9 +87,14 @@ def unit_rows(content: np.ndarray) -> np.ndarray:
     return (content / np.maximum(norms, 1e-9)).astype(np.float32)
 
 
-def ranker_context(data: IndexedInteractions, content: np.ndarray, n_users: int) -> RankerContext:
+def catalog_features(data: IndexedInteractions, content: np.ndarray, n_users: int) -> CatalogFeatures:
+    """The re-ranker's per-video features from `data`: what scoring needs besides the users."""
     matrix = user_item_matrix(data, n_users, content.shape[0])
-    return RankerContext(data, ItemKNN(matrix).similarity, unit_rows(content), n_users)
+    return CatalogFeatures.from_interactions(data, ItemKNN(matrix).similarity, unit_rows(content))
+
+
+def ranker_context(data: IndexedInteractions, content: np.ndarray, n_users: int) -> RankerContext:
+    return RankerContext(data, catalog_features(data, content, n_users), n_users)
 
 
 def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: int,

@@ -6,6 +6,11 @@ recently popular a video is, how long it has been around, how often it is co-wat
 user's recent videos (item-item cosine) and with their whole history, how close its content is to
 their recent videos, and how active the user is. Videos outside the candidates keep the tower's order
 below them, so a re-ranked scorer still ranks the whole catalog.
+
+The features come in two halves: per video (`CatalogFeatures`: popularity, age, the item-item
+similarities, content) and per user (`UserHistories`: recent videos, whole history, activity).
+`ranker_features` joins them for any block of users; fitting, evaluation and both scoring engines
+(`models.candidate_lists`) all go through it, so the ranker is scored on the features it learnt from.
 """
 
 from __future__ import annotations
@@ -28,55 +33,117 @@ CANDIDATE_OFFSET = 1e6
 
 
 @dataclass
-class RankerContext:
-    """What the features are computed from: one night's (or one split's) training interactions."""
+class CatalogFeatures:
+    """The per-video half of the features, from the interactions of one night (or one split).
 
-    data: IndexedInteractions
+    One copy serves every user: the Spark scoring engine broadcasts it to its partitions.
+    """
+
     similarity: sparse.csr_matrix      # (n_items, n_items) item-item cosine, K neighbours per row
     content: np.ndarray                # (n_items, d) unit content vectors (zero rows: no content)
-    n_users: int
+    popularity: np.ndarray             # log(1 + interactions)
+    recent_popularity: np.ndarray      # the same over the last RECENT_DAYS
+    age_days: np.ndarray               # days since the first interaction (NaN: none yet)
 
-    def __post_init__(self) -> None:
-        n_items = self.similarity.shape[0]
-        now = float(self.data.ts.max()) if len(self.data) else 0.0
-        self.popularity = np.log1p(np.bincount(self.data.item, minlength=n_items)).astype(np.float32)
-        recent = self.data.ts >= now - RECENT_DAYS * 86400
-        self.recent_popularity = np.log1p(
-            np.bincount(self.data.item[recent], minlength=n_items)).astype(np.float32)
+    @classmethod
+    def from_interactions(cls, data: IndexedInteractions, similarity: sparse.csr_matrix,
+                          content: np.ndarray) -> "CatalogFeatures":
+        n_items = similarity.shape[0]
+        now = float(data.ts.max()) if len(data) else 0.0
+        popularity = np.log1p(np.bincount(data.item, minlength=n_items)).astype(np.float32)
+        recent = data.ts >= now - RECENT_DAYS * 86400
+        recent_popularity = np.log1p(np.bincount(data.item[recent], minlength=n_items)).astype(np.float32)
         first_seen = np.full(n_items, np.inf)
-        np.minimum.at(first_seen, self.data.item, self.data.ts)
-        self.age_days = np.where(np.isfinite(first_seen), (now - first_seen) / 86400, np.nan)
-        self.user_activity = np.log1p(np.bincount(self.data.user, minlength=self.n_users)).astype(np.float32)
-        self.indptr, self.seen = seen_csr(self.data, self.n_users)
-        # Each user's history as a row of weights, and the last few videos with recency weights.
-        self.history = sparse.csr_matrix((np.ones(len(self.data), np.float32), (self.data.user, self.data.item)),
-                                         shape=(self.n_users, n_items))
-        # The lag-th latest video of every user with more than `lag` videos, weighted 0.7 ** lag.
-        counts = np.diff(self.indptr)
+        np.minimum.at(first_seen, data.item, data.ts)
+        age_days = np.where(np.isfinite(first_seen), (now - first_seen) / 86400, np.nan)
+        return cls(similarity, content, popularity, recent_popularity, age_days)
+
+    @property
+    def n_items(self) -> int:
+        return self.similarity.shape[0]
+
+
+@dataclass
+class UserHistories:
+    """The per-user half: each user's videos as the rows the features read.
+
+    Built from CSR rows of the users' interactions in time order (repeats kept), for all users at
+    once or for any block of them: a user's rows, and so their features, are the same either way,
+    which is what lets the two scoring engines split users differently and agree.
+    """
+
+    recent: sparse.csr_matrix     # (users, n_items) the latest RECENT_ITEMS videos, the lag-th weighted 0.7 ** lag
+    history: sparse.csr_matrix    # (users, n_items) one per interaction (a video watched twice counts 2)
+    activity: np.ndarray          # (users,) log(1 + interactions)
+
+    @classmethod
+    def from_seen(cls, indptr: np.ndarray, videos: np.ndarray, n_items: int) -> "UserHistories":
+        """User r's interactions are videos[indptr[r]:indptr[r + 1]], oldest first."""
+        n_users = len(indptr) - 1
+        counts = np.diff(indptr)
+        history = sparse.csr_matrix((np.ones(int(indptr[-1]), np.float32),
+                                     (np.repeat(np.arange(n_users), counts), videos[:indptr[-1]])),
+                                    shape=(n_users, n_items))
         rows, cols, weights = [], [], []
         for lag in range(RECENT_ITEMS):
             users = np.flatnonzero(counts > lag)
             rows.append(users)
-            cols.append(self.seen[self.indptr[users + 1] - 1 - lag])
+            cols.append(videos[indptr[users + 1] - 1 - lag])
             weights.append(np.full(len(users), 0.7 ** lag, np.float32))
-        self.recent = sparse.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
-                                        shape=(self.n_users, n_items))
+        recent = sparse.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+                                   shape=(n_users, n_items))
+        return cls(recent, history, np.log1p(counts).astype(np.float32))
+
+    def rows(self, users: np.ndarray) -> "UserHistories":
+        return UserHistories(self.recent[users], self.history[users], self.activity[users])
+
+
+def ranker_features(catalog: CatalogFeatures, histories: UserHistories, candidates: np.ndarray,
+                    tower_scores: np.ndarray) -> np.ndarray:
+    """(rows * C, len(FEATURES)) rows, user-major, for a (rows, C) block of candidates of the users
+    of `histories` (one row each, in the same order)."""
+    n_users, n_cand = candidates.shape
+    recent = histories.recent
+    knn_recent = _at(recent @ catalog.similarity, candidates)
+    knn_history = _at(histories.history @ catalog.similarity, candidates)
+    profile = np.asarray(recent @ catalog.content)
+    profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
+    content_similarity = np.einsum("ud,ucd->uc", profile, catalog.content[candidates])
+    activity = histories.activity[:, None]
+    columns = [tower_scores, np.broadcast_to(np.arange(n_cand), (n_users, n_cand)),
+               catalog.popularity[candidates], catalog.recent_popularity[candidates], catalog.age_days[candidates],
+               knn_recent, knn_history / np.maximum(np.expm1(activity), 1.0), content_similarity,
+               np.broadcast_to(activity, (n_users, n_cand))]
+    return np.stack([np.asarray(c, np.float32).reshape(-1) for c in columns], axis=1)
+
+
+def candidate_scores(ranker, catalog: CatalogFeatures, histories: UserHistories, candidates: np.ndarray,
+                     tower_scores: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """The ranker's score of each of a (rows, C) block of candidates; -inf where a row has no
+    candidate there (tower score -inf: fewer unseen videos than C). `threads`: LightGBM's threads
+    (None: the ranker's own setting)."""
+    features = ranker_features(catalog, histories, candidates, tower_scores)
+    options = {} if threads is None else {"num_threads": threads}
+    predicted = ranker.predict(features, **options).reshape(candidates.shape)
+    return np.where(np.isfinite(tower_scores), predicted, -np.inf)
+
+
+@dataclass
+class RankerContext:
+    """What the features of every user are computed from: one night's (or one split's) training
+    interactions, for fitting and evaluating the ranker over all users."""
+
+    data: IndexedInteractions
+    catalog: CatalogFeatures
+    n_users: int
+
+    def __post_init__(self) -> None:
+        self.indptr, self.seen = seen_csr(self.data, self.n_users)
+        self.histories = UserHistories.from_seen(self.indptr, self.seen, self.catalog.n_items)
 
     def features(self, users: np.ndarray, candidates: np.ndarray, tower_scores: np.ndarray) -> np.ndarray:
         """(len(users) * C, len(FEATURES)) rows, user-major, for a (len(users), C) candidate block."""
-        n_users, n_cand = candidates.shape
-        recent = self.recent[users]
-        knn_recent = _at(recent @ self.similarity, candidates)
-        knn_history = _at(self.history[users] @ self.similarity, candidates)
-        profile = np.asarray(recent @ self.content)
-        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
-        content_similarity = np.einsum("ud,ucd->uc", profile, self.content[candidates])
-        activity = self.user_activity[users][:, None]
-        columns = [tower_scores, np.broadcast_to(np.arange(n_cand), (n_users, n_cand)),
-                   self.popularity[candidates], self.recent_popularity[candidates], self.age_days[candidates],
-                   knn_recent, knn_history / np.maximum(np.expm1(activity), 1.0), content_similarity,
-                   np.broadcast_to(activity, (n_users, n_cand))]
-        return np.stack([np.asarray(c, np.float32).reshape(-1) for c in columns], axis=1)
+        return ranker_features(self.catalog, self.histories.rows(users), candidates, tower_scores)
 
 
 def _at(matrix: sparse.csr_matrix, candidates: np.ndarray) -> np.ndarray:
@@ -132,7 +199,7 @@ class Reranked:
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
         scores, cand, cand_scores = top_candidates(self.tower, self.ctx, users, self.candidates)
-        predicted = self.ranker.predict(self.ctx.features(users, cand, cand_scores)).reshape(cand.shape)
+        predicted = candidate_scores(self.ranker, self.ctx.catalog, self.ctx.histories.rows(users), cand, cand_scores)
         rows = np.arange(len(users))[:, None]
         eligible = np.isfinite(cand_scores)
         scores[rows, cand] = np.where(eligible, CANDIDATE_OFFSET + predicted, scores[rows, cand])

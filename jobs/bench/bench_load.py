@@ -1,7 +1,8 @@
 """Load benchmark: generate a platform-sized landing zone and run every nightly stage on it.
 
     python -m jobs.bench.bench_load --warehouse DIR [--videos 50000] [--users 200000] \
-        [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--out FILE]
+        [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--out FILE] \
+        [--score-engines local spark] [--master URL] [--score-only]
 
 Each stage runs as `python -m jobs.<stage>`, the command the DAG's tasks run, in its own process.
 Wall time is measured per stage; peak memory is the largest sum of resident memory over the
@@ -12,6 +13,14 @@ its error line. `--per-user 3 15` makes the sparse, short-video-shaped log of `m
 `--sequential-baseline` then runs the evaluate stage once more with SASRec forced on
 (`VREC_EVAL_SEQUENTIAL=1`; the night itself skips it above `VREC_SEQUENTIAL_MAX_INTERACTIONS`),
 timed apart from the night, so the quality table includes it.
+
+`--score-engines local spark` runs the score stage once per engine, each timed the same way, and
+checks that they wrote the same lists (same users, same videos in the same order, scores within
+1e-5 relative); the night counts the first. The spark engine runs as its DAG task will:
+`spark-submit --master MASTER --py-files <zip of jobs/ models/ features/> jobs/score.py --engine spark`
+(`--master`, default `local[*]`; e.g. `spark://host:7077`), with no checkout on the Python path, so
+the driver and the executors import the project from the zip. `--score-only` times just that on a
+warehouse where a night (or bench run) already trained a model, and reports nothing else.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import psutil
@@ -33,6 +44,9 @@ from jobs.plumbing.stage import write_json
 from jobs.plumbing.tables import read_table
 
 STAGES = ("ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_PACKAGES = ("jobs", "models", "features")
+SCORE_RTOL = 1e-5
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -80,6 +94,69 @@ def held_out_quality(wh: Warehouse, run_date: str) -> dict:
             "ndcg@10_vs_best_baseline": round(float(table.loc[published, "ndcg@10"] / table.loc[best, "ndcg@10"]), 3)}
 
 
+def project_zip(directory: Path) -> Path:
+    """The project's packages as one zip for `--py-files`, as a cluster deployment ships them."""
+    target = directory / "vrec-project.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in SHIPPED_PACKAGES:
+            root = PROJECT_ROOT / package
+            # Directory entries too: models/ and features/ have no __init__.py (namespace packages),
+            # and zipimport finds a namespace package only by its directory entry.
+            for path in sorted([root, *root.rglob("*")]):
+                if "__pycache__" not in path.parts and (path.is_dir() or path.suffix == ".py"):
+                    archive.write(path, path.relative_to(PROJECT_ROOT))
+    return target
+
+
+def score_run(engine: str, common: list[str], master: str, py_files: Path) -> tuple[list[str], dict]:
+    """(command, environment) of the score stage with `engine`, launched as its task will be."""
+    python = sys.executable
+    if engine == "local":
+        return [python, "-m", "jobs.score", *common, "--engine", "local"], {}
+    spark_submit = str(Path(python).parent / "spark-submit")
+    command = [spark_submit, "--master", master, "--py-files", str(py_files), "--conf", "spark.ui.enabled=false",
+               str(PROJECT_ROOT / "jobs" / "score.py"), *common, "--engine", "spark"]
+    # Without the checkout on PYTHONPATH: driver and executors import the project from the zip.
+    return command, {"PYTHONPATH": "", "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
+
+
+def sorted_lists(wh: Warehouse, run_date: str):
+    lists = read_table(wh.candidate_lists / run_date, ["user_id", "rank", "video_id", "score"])
+    return lists.sort_by([("user_id", "ascending"), ("rank", "ascending")])
+
+
+def time_score_engines(wh: Warehouse, run_date: str, engines: list[str], master: str) -> dict:
+    """Each engine's score stage timed, and whether its lists equal the first engine's."""
+    import numpy as np
+
+    results, reference = {}, None
+    with tempfile.TemporaryDirectory() as scratch:
+        py_files = project_zip(Path(scratch))
+        for engine in engines:
+            command, env = score_run(engine, ["--warehouse", str(wh.root), "--run-date", run_date], master, py_files)
+            load_before = round(os.getloadavg()[0], 2)   # 2 cores: anything else running shows here
+            measured = {**run_measured(command, env), "load_average_before": load_before}
+            results[engine] = measured
+            if measured["exit_code"] != 0:
+                break
+            lists = sorted_lists(wh, run_date)
+            measured["rows"] = lists.num_rows
+            if reference is None:
+                reference = (engine, lists)
+                continue
+            first, expected = reference
+            same = all(lists[c].equals(expected[c]) for c in ("user_id", "rank", "video_id"))
+            got, want = lists["score"].to_numpy(), expected["score"].to_numpy()
+            measured[f"same_lists_as_{first}"] = bool(same and np.allclose(got, want, rtol=SCORE_RTOL, atol=0))
+            measured["max_relative_score_difference"] = float(
+                np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-300))) if same and len(got) else None
+    return results
+
+
+def print_stage(name: str, measured: dict) -> None:
+    print(f"| {name} | {measured['seconds']} | {measured['peak_rss_gib']} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", type=Path, required=True)
@@ -91,9 +168,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="each user draws LOW to HIGH interactions instead of --interactions")
     parser.add_argument("--sequential-baseline", action="store_true",
                         help="after the night, evaluate again with SASRec forced on (timed apart)")
+    parser.add_argument("--score-engines", nargs="+", choices=("local", "spark"), default=["local"],
+                        help="run the score stage with each engine, timed, and compare their lists")
+    parser.add_argument("--master", default="local[*]", help="Spark master of the spark engine's spark-submit")
+    parser.add_argument("--score-only", action="store_true",
+                        help="only time the score engines, on a warehouse whose model is already trained")
     parser.add_argument("--run-date", default="2026-11-20")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.score_only:
+        return score_only(args)
     python = sys.executable
     common = ["--warehouse", str(args.warehouse), "--run-date", args.run_date]
     steps = [("generate", [python, "-m", "jobs.datasets.make_load_data", "--warehouse", str(args.warehouse),
@@ -107,9 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     print("| step | seconds | peak RSS GiB |\n|---|---|---|", flush=True)
     status = 0
     for name, command in steps:
-        measured = run_measured(command)
+        if name == "score":
+            results["score_engines"] = time_score_engines(Warehouse.at(str(args.warehouse)), args.run_date,
+                                                          args.score_engines, args.master)
+            for engine, run in results["score_engines"].items():
+                print_stage(f"score, {engine} engine", run)
+            measured = next(iter(results["score_engines"].values()))
+            if any(run["exit_code"] for run in results["score_engines"].values()):
+                measured = next(run for run in results["score_engines"].values() if run["exit_code"])
+        else:
+            measured = run_measured(command)
+            print_stage(name, measured)
         results["stages"][name] = measured
-        print(f"| {name} | {measured['seconds']} | {measured['peak_rss_gib']} |", flush=True)
         if measured["exit_code"] != 0:
             print(f"error: {name} failed: {measured['last_line']}", file=sys.stderr)
             status = 1
@@ -124,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     results["pipeline_seconds"] = round(sum(v["seconds"] for v in pipeline), 1)
     results["pipeline_peak_rss_gib"] = max((v["peak_rss_gib"] for v in pipeline), default=0)
     results["completed"] = status == 0
-    results["machine"] = (f"{os.cpu_count()} CPUs, {round(psutil.virtual_memory().total / 2**30)} GiB, "
-                          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    results["machine"] = machine()
     print(f"pipeline {results['pipeline_seconds']} s, peak {results['pipeline_peak_rss_gib']} GiB")
     if status == 0:
         wh = Warehouse.at(str(args.warehouse))
@@ -140,6 +232,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         write_json(args.out, results)
     return status
+
+
+def score_only(args) -> int:
+    """`--score-only`: the score engines on an existing warehouse, and the machine."""
+    wh = Warehouse.at(str(args.warehouse))
+    runs = time_score_engines(wh, args.run_date, args.score_engines, args.master)
+    print("| score engine | seconds | peak RSS GiB |\n|---|---|---|")
+    for engine, run in runs.items():
+        print_stage(engine, run)
+        if run["exit_code"]:
+            print(f"error: score with the {engine} engine failed: {run['last_line']}", file=sys.stderr)
+    counters = json.loads((wh.run_dir(args.run_date) / "score.json").read_text())
+    results = {"score_engines": runs, "master": args.master, "machine": machine(),
+               "sizes": {k: counters.get(k) for k in ("users_scored", "videos_scored", "top_n", "reranked")}}
+    print(json.dumps({engine: {k: v for k, v in run.items() if k != "last_line"} for engine, run in runs.items()}))
+    if args.out:
+        write_json(args.out, results)
+    return 1 if any(run["exit_code"] for run in runs.values()) else 0
+
+
+def machine() -> str:
+    return (f"{os.cpu_count()} CPUs, {round(psutil.virtual_memory().total / 2**30)} GiB, "
+            f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ fastest bare product found here) at several block sizes, the fastest of which is
 Prints a table and the machine; `--out` writes JSON.
 
 With `--spark` (default sizes 5,000 x 2,000, which the crossJoin finishes in minutes on 2 cores),
-it times the Spark path of `jobs.plumbing.spark_scoring` (users as partitions, item vectors broadcast,
-`top_n` per partition) against the crossJoin-and-window query, both written to Spark's `noop`
+it times the Spark engine of `jobs.plumbing.spark_scoring` (users as partitions, item vectors broadcast,
+`models.candidate_lists` per partition, no re-ranker) against the crossJoin-and-window query, both written to Spark's `noop`
 sink in one local SparkSession, after an untimed warm-up of each on 200 users.
 """
 
@@ -91,14 +91,19 @@ def measure(kind: str, block_size: int, users: int, items: int, dim: int, top: i
 
 def spark_comparison(users: int, items: int, dim: int, top: int) -> dict:
     from jobs.plumbing.spark import get_spark
-    from jobs.plumbing.spark_scoring import crossjoin_top_n, spark_top_n, users_frame
+    from jobs.plumbing.spark_scoring import crossjoin_top_n, spark_candidate_lists, users_frame
+    from models.candidate_lists import ScoringModel, Users
+    from models.scoring import ItemVectors
 
     spark = get_spark("vrec-bench-scoring")
     partitions = 2 * (os.cpu_count() or 1)
     u, i, indptr, seen = _vectors(users, items, dim)
+    user_ids = np.array([str(n) for n in range(users)], object)
+    video_ids = np.array([str(n) for n in range(items)], object)
 
     def timed(query, n_users: int) -> float:
-        frame = users_frame(spark, u[:n_users], indptr[:n_users + 1], seen, partitions).cache()
+        frame = users_frame(spark, user_ids[:n_users], Users(u[:n_users], indptr[:n_users + 1], seen),
+                            partitions).cache()
         frame.count()
         started = time.perf_counter()
         query(frame).write.format("noop").mode("overwrite").save()
@@ -106,8 +111,9 @@ def spark_comparison(users: int, items: int, dim: int, top: int) -> dict:
         frame.unpersist()
         return seconds
 
-    paths = {"spark_blocked_top_n": lambda frame: spark_top_n(frame, i, top),
-             "spark_crossjoin_window": lambda frame: crossjoin_top_n(spark, frame, i, top)}
+    paths = {"spark_blocked_top_n": lambda frame: spark_candidate_lists(frame, ScoringModel(ItemVectors(i)),
+                                                                         video_ids, top),
+             "spark_crossjoin_window": lambda frame: crossjoin_top_n(spark, frame, i, video_ids, top)}
     results = {}
     for name, query in paths.items():
         timed(query, 200)

@@ -93,6 +93,10 @@ DEFAULT_SASREC_LOSS = _env("SASREC_LOSS", "ce")
 # half the time: MovieLens-100k 4.7 min instead of 9.3, held-out NDCG@10 0.11 instead of 0.12).
 DEFAULT_SASREC_FINE_TUNE_EPOCHS = int(_env("SASREC_FINE_TUNE_EPOCHS", "0"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
+# Where the score stage computes the lists: "local" (one process) or "spark" (users as Spark
+# partitions, the model broadcast); both give the same lists. The DAG sets it per run.
+SCORING_ENGINES = ("local", "spark")
+DEFAULT_SCORING_ENGINE = _env("SCORING_ENGINE", "local") or "local"
 DEFAULT_SEED = int(_env("SEED", "7"))
 # An optional pretrained frame encoder: a TorchScript file (torch.jit.save) that maps float
 # (n, 3, H, W) frames in [0, 1] to one output per frame. Empty: no `frame_embedding` column values.
