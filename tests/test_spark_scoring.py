@@ -85,21 +85,24 @@ def test_spark_engine_with_the_reranker_gives_the_local_lists_and_the_evaluated_
     assert np.array_equal(spark_scores, local_scores)
 
 
-def test_the_project_zip_ships_the_partition_code(tmp_path):
-    """Executors import the project from a --py-files zip, never a checkout: the zip must import
-    models/, a namespace package (no __init__.py), which zipimport finds only by its directory entry."""
+def test_the_project_archive_ships_the_code_and_the_sql(tmp_path):
+    """Executors import the project from the --py-files archive, never a checkout: the archive alone
+    imports the partition code and reads the SQL files as package data."""
     import subprocess
     import sys
 
-    from jobs.bench.bench_load import project_zip
+    from jobs.plumbing.dist import VERSION, build_archive
 
-    shipped = project_zip(tmp_path)
+    shipped = build_archive(tmp_path)
+    assert shipped.name == f"video_recs-{VERSION}.zip"
     modules = ("models.candidate_lists", "jobs.plumbing.spark_scoring")
-    probe = f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules!r}))"
+    probe = (f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules!r})); "
+             "from jobs.plumbing.sql import load_sql; print(len(load_sql('catalog_latest')) > 0)")
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                           env={"PYTHONPATH": str(shipped), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == [f"{shipped}/models/candidate_lists.py", f"{shipped}/jobs/plumbing/spark_scoring.py"]
+    assert done.stdout.split() == [f"{shipped}/models/candidate_lists.py", f"{shipped}/jobs/plumbing/spark_scoring.py",
+                                   "True"]
 
 
 def test_an_unknown_scoring_engine_stops_the_stage_with_one_line(tmp_path):

@@ -17,7 +17,7 @@ timed apart from the night, so the quality table includes it.
 `--score-engines local spark` runs the score stage once per engine, each timed the same way, and
 checks that they wrote the same lists (same users, same videos in the same order, scores within
 1e-5 relative); the night counts the first. The spark engine runs as its DAG task will:
-`spark-submit --master MASTER --py-files <zip of jobs/ models/ features/> jobs/score.py --engine spark`
+`spark-submit --master MASTER --py-files <the project archive (jobs.package)> jobs/score.py --engine spark`
 (`--master`, default `local[*]`; e.g. `spark://host:7077`), with no checkout on the Python path, so
 the driver and the executors import the project from the zip. `--score-only` times just that on a
 warehouse where a night (or bench run) already trained a model, and reports nothing else.
@@ -34,18 +34,17 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import psutil
 
 from jobs.plumbing.config import Warehouse
+from jobs.plumbing.dist import build_archive
 from jobs.plumbing.stage import write_json
 from jobs.plumbing.tables import read_table
 
 STAGES = ("ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_PACKAGES = ("jobs", "models", "features")
 SCORE_RTOL = 1e-5
 
 
@@ -94,20 +93,6 @@ def held_out_quality(wh: Warehouse, run_date: str) -> dict:
             "ndcg@10_vs_best_baseline": round(float(table.loc[published, "ndcg@10"] / table.loc[best, "ndcg@10"]), 3)}
 
 
-def project_zip(directory: Path) -> Path:
-    """The project's packages as one zip for `--py-files`, as a cluster deployment ships them."""
-    target = directory / "vrec-project.zip"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in SHIPPED_PACKAGES:
-            root = PROJECT_ROOT / package
-            # Directory entries too: models/ and features/ have no __init__.py (namespace packages),
-            # and zipimport finds a namespace package only by its directory entry.
-            for path in sorted([root, *root.rglob("*")]):
-                if "__pycache__" not in path.parts and (path.is_dir() or path.suffix == ".py"):
-                    archive.write(path, path.relative_to(PROJECT_ROOT))
-    return target
-
-
 def score_run(engine: str, common: list[str], master: str, py_files: Path) -> tuple[list[str], dict]:
     """(command, environment) of the score stage with `engine`, launched as its task will be."""
     python = sys.executable
@@ -131,7 +116,7 @@ def time_score_engines(wh: Warehouse, run_date: str, engines: list[str], master:
 
     results, reference = {}, None
     with tempfile.TemporaryDirectory() as scratch:
-        py_files = project_zip(Path(scratch))
+        py_files = build_archive(Path(scratch))
         for engine in engines:
             command, env = score_run(engine, ["--warehouse", str(wh.root), "--run-date", run_date], master, py_files)
             load_before = round(os.getloadavg()[0], 2)   # 2 cores: anything else running shows here

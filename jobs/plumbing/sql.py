@@ -1,14 +1,16 @@
-"""Loading the Spark SQL kept in `sql/*.sql`, with simple `{name}` placeholders filled in."""
+"""Loading the Spark SQL kept in `sql/*.sql`, with simple `{name}` placeholders filled in.
+
+The files are read as package data (`importlib.resources`), so the same code works from a
+checkout and from the project archive shipped to a cluster.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+from importlib.resources import files
 
 
 def load_sql(name: str, **values: str) -> str:
-    text = (SQL_DIR / f"{name}.sql").read_text()
+    text = files("sql").joinpath(f"{name}.sql").read_text()
     for key, value in values.items():
         text = text.replace("{" + key + "}", value)
     return text

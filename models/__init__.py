@@ -1,0 +1,1 @@
+"""The models: the fused two-tower model, its LightGBM re-ranker, baselines, evaluation and top-N."""

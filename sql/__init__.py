@@ -1,0 +1,1 @@
+"""The pipeline's Spark SQL (`*.sql`), read as package data so that it ships in the project archive."""
