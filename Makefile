@@ -22,11 +22,13 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-load bench-sparse show clean
+.PHONY: dist cluster help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-load bench-sparse show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
 	@echo "make test   - install and run the whole test suite"
+	@echo "make cluster - a Spark standalone cluster on 127.0.0.1 (master + 2 workers) until Ctrl-C"
+	@echo "make dist   - the project archive Spark ships to executors (dist/video_recs-<version>.zip)"
 	@echo "make airflow - the Airflow UI on localhost:8080 with the project's DAGs"
 	@echo "make bench  - install and run the benchmarks (results in docs/bench/); run on an idle machine"
 
@@ -75,6 +77,16 @@ demo: install airflow-init demo-data
 
 show: venv
 	$(PY) -m jobs.show_recommendations --warehouse $(VREC_WAREHOUSE) --users 3
+
+# The project archive the Spark stages ship to executors (py_files): dist/video_recs-<version>.zip.
+# The DAG's package task builds its own copy per run; this one is for spark-submit by hand.
+dist: venv
+	$(PY) -m jobs.package --out $(CURDIR)/dist
+
+# A Spark standalone master and two one-core workers on 127.0.0.1 until Ctrl-C (conf, event logs
+# and logs in .cluster/); it prints the master URL and the connection for the DAG.
+cluster: venv
+	$(PY) -m jobs.local_cluster --workers 2 --dir $(CURDIR)/.cluster
 
 test: install browser-deps
 	$(PY) -m pytest -q tests

@@ -6,19 +6,23 @@ lists per user out.
 
 | task | what it does |
 |---|---|
+| `package` | the project archive (`jobs/ features/ models/ sql/`) that the Spark stages ship to executors (`py_files`) |
 | `ingest` | Spark: landing catalog and interactions -> tables; bad rows set aside with a reason |
 | `extract_features` | Spark: one ffmpeg decode per new or changed video -> visual, MFCC and text features |
 | `validate_features` | Great Expectations suite over the feature table (types, ranges, coverage) |
 | `train` | the fused two-tower model and its LightGBM re-ranker (torch; `gpu` pool, CUDA when the worker has it) |
 | `evaluate` | tonight's model against most-popular, item-kNN, ALS and BPR on held-out interactions; metrics table, HTML report, and the gate: a model clearly worse than production is not published |
-| `score` | top-N per user, seen videos excluded, cold videos from content |
+| `score` | Spark: top-N per user, seen videos excluded, cold videos from content; in this process (`scoring_engine` `local`) or on the executors (`spark`), the same lists |
 | `publish` | lists validated, then one Delta commit that replaces the previous night's |
 | `report` | the run's counters as one JSON line |
 
 A failed task writes `runs/<ds>/failures/<task_id>.json` in the warehouse (what, when, which try,
-the error, the log link). Params: `warehouse` (root directory or object-store prefix), `top_n`, `full_refresh`
+the error, the log link). Params: `warehouse` (root directory on a local or shared file system; the serving table may be on
+S3 via VREC_SERVING_TABLE), `top_n`, `full_refresh`
 (decode every video again), `skip_training` (score with the production model, or the pinned one),
-`model_version` (pin a model from `tables/models/`). Every stage is idempotent for its run date
+`model_version` (pin a model from `tables/models/`), `scoring_engine` (`local` or `spark`). The
+Spark stages run where the `spark_default` connection points (`local[*]`, a standalone master, YARN,
+Kubernetes); executors import the project only from the archive the `package` task built. Every stage is idempotent for its run date
 (`{{ ds }}`).
 """
 
@@ -57,8 +61,6 @@ STAGE_ENV = {
     "VREC_RUN_DATE": "{{ ds }}",
     "VREC_TOP_N": "{{ params.top_n }}",
     "VREC_SKIP_TRAINING": "{{ params.skip_training }}",
-    # Empty: tonight's model; with skip_training and no pin, the model serving now.
-    "VREC_MODEL_VERSION": "{{ params.model_version or ('production' if params.skip_training else '') }}",
     "PYTHONPATH": str(PROJECT_ROOT),
     "PYSPARK_PYTHON": PYTHON,
 }
@@ -103,6 +105,8 @@ def spark_stage(task_id: str, extra_args: list[str] | None = None, **kwargs) -> 
         application_args=STAGE_ARGS + (extra_args or []),
         name=f"vrec-{task_id}",
         env_vars=STAGE_ENV,
+        # Executors import the project only from this archive, never from a checkout.
+        py_files="{{ ti.xcom_pull(task_ids='package') }}",
         conf={"spark.pyspark.python": PYTHON, "spark.sql.session.timeZone": "UTC"},
         **SPARK_RESOURCES,
         **kwargs,
@@ -134,7 +138,8 @@ with DAG(
     tags=["recommendations", "video", "nightly"],
     params={
         "warehouse": Param(DEFAULT_WAREHOUSE, type="string", minLength=1,
-                           description="Warehouse root directory or object-store prefix"),
+                           description="Warehouse root: a directory on a local or shared file system, not an "
+                                       "object store (only the serving table may be on S3: VREC_SERVING_TABLE)"),
         "top_n": Param(20, type="integer", minimum=1, maximum=1000, description="Videos per user list"),
         "full_refresh": Param(False, type="boolean", description="Decode every video again"),
         "skip_training": Param(False, type="boolean",
@@ -142,8 +147,16 @@ with DAG(
         # Optional (null allowed), or the trigger form would refuse to submit without a value.
         "model_version": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9._-]+$", maxLength=128,
                                description="Pin a model version from tables/models (empty: tonight's model)"),
+        "scoring_engine": Param("local", type="string", enum=["local", "spark"],
+                                description="Where the lists are computed: 'local' (the score task's process) or "
+                                            "'spark' (users as partitions on the executors); the same lists"),
     },
 ) as dag:
+    # The last line it prints (the archive's path) is its XCom, which the Spark stages ship.
+    package = BashOperator(
+        task_id="package",
+        bash_command=f'"{PYTHON}" -m jobs.package --out "$VREC_WAREHOUSE/runs/$VREC_RUN_DATE/dist"',
+        env=STAGE_ENV, append_env=True, cwd=str(PROJECT_ROOT))
     ingest = spark_stage("ingest")
     extract_features = spark_stage(
         "extract_features", ["{{ '--full-refresh' if params.full_refresh else '--no-full-refresh' }}"],
@@ -153,9 +166,12 @@ with DAG(
     train = python_stage("train", prefix=unless_skipped, skip_on_exit_code=SKIPPED,
                          pool=os.environ.get("VREC_GPU_POOL", "gpu"), queue=os.environ.get("VREC_GPU_QUEUE", "gpu"))
     evaluate = python_stage("evaluate", prefix=unless_skipped, skip_on_exit_code=SKIPPED)
-    score = python_stage("score", '--top-n "$VREC_TOP_N" ${VREC_MODEL_VERSION:+--model-version "$VREC_MODEL_VERSION"}',
-                         trigger_rule="none_failed")
+    # A spark-submit application either way; with the local engine it starts no SparkSession. An
+    # empty --model-version: tonight's model; with skip_training and no pin, the model serving now.
+    score = spark_stage("score", ["--top-n", "{{ params.top_n }}", "--engine", "{{ params.scoring_engine }}",
+                                  "--model-version={{ params.model_version or ('production' if params.skip_training else '') }}"],
+                        trigger_rule="none_failed")
     publish = python_stage("publish", '--top-n "$VREC_TOP_N"', outlets=[RECOMMENDATIONS])
     report = python_stage("report")
 
-    ingest >> extract_features >> validate_features >> train >> evaluate >> score >> publish >> report
+    package >> ingest >> extract_features >> validate_features >> train >> evaluate >> score >> publish >> report

@@ -4,6 +4,7 @@ the environment for running the project's CLIs and Airflow in subprocesses."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "spark: needs a local SparkSession")
     config.addinivalue_line("markers", "slow: runs the whole pipeline (minutes)")
     config.addinivalue_line("markers", "gpu: needs CUDA")
+    config.addinivalue_line("markers", "cluster: runs on the Spark standalone cluster of the `spark_cluster` fixture")
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +87,20 @@ def s3_server():
         pytest.skip(f"moto's S3 server could not start: {err}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory, request):
+    """A Spark standalone master and two one-core workers on 127.0.0.1 (`jobs.local_cluster`), workers
+    with a clean environment outside the checkout. When a test failed while it ran, its logs, event
+    logs and executor logs are kept in test-artifacts/spark-cluster/."""
+    from jobs.local_cluster import LocalCluster
+
+    failed_before = request.session.testsfailed
+    cluster = LocalCluster(tmp_path_factory.mktemp("spark-cluster"), workers=2).start()
+    yield cluster
+    cluster.stop()
+    if request.session.testsfailed > failed_before:
+        kept = PROJECT_ROOT / "test-artifacts" / "spark-cluster"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(cluster.directory, kept, ignore=shutil.ignore_patterns("*.zip", "*.jar"))

@@ -1,8 +1,9 @@
 """Building the SparkSession that every Spark stage shares.
 
-Locally this is `local[*]`; on a cluster spark-submit supplies the master and resources and
-the builder only adds what the jobs rely on. Workers must run the same interpreter as the
-driver, or they start the system Python and fail to import pandas.
+Locally this is `local[*]` with local defaults; on a cluster spark-submit supplies the master and
+resources, and the builder only adds what the jobs rely on, leaving the cluster's own settings be.
+Workers must run the same interpreter as the driver, or they start the system Python and fail to
+import pandas.
 
 Tables are written with timestamps as Parquet TIMESTAMP_MICROS, not Spark's default INT96, which
 pyarrow reads as nanoseconds: years 1677 to 2262 only, anything else silently wrapped around.
@@ -19,7 +20,13 @@ from jobs.plumbing import config
 
 
 def get_spark(app_name: str, master: str | None = None):
-    """Return the active SparkSession, or start one configured for the pipeline."""
+    """Return the active SparkSession, or start one configured for the pipeline.
+
+    The settings every stage relies on (UTC, microsecond Parquet timestamps, Arrow) apply
+    everywhere. Local mode adds local defaults (no UI, few shuffle partitions, a scratch dir); on a
+    cluster, shuffle partitions, the UI and scratch space are the cluster's, and adaptive query
+    execution sizes partitions from the data. The effective settings go to the stage log (stderr).
+    """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -27,22 +34,55 @@ def get_spark(app_name: str, master: str | None = None):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    # spark-submit sets the master itself; only a plain `python -m jobs.<stage>` needs a default.
+    submitted = master is None and _launched_by_spark_submit()
+    master = _submitted_master() if submitted else (master or config.DEFAULT_SPARK_MASTER)
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", os.environ.get("VREC_SHUFFLE_PARTITIONS", "4"))
-        .config("spark.local.dir", os.environ.get("VREC_SPARK_LOCAL_DIR", tempfile.gettempdir()))
     )
-    # spark-submit sets the master itself; only a plain `python -m jobs.<stage>` needs a default.
-    if master or not _launched_by_spark_submit():
-        builder = builder.master(master or config.DEFAULT_SPARK_MASTER)
+    if is_local(master):
+        builder = (builder
+                   .config("spark.ui.enabled", "false")
+                   .config("spark.sql.shuffle.partitions", os.environ.get("VREC_SHUFFLE_PARTITIONS", "4"))
+                   .config("spark.local.dir", os.environ.get("VREC_SPARK_LOCAL_DIR", tempfile.gettempdir())))
+    else:
+        builder = (builder
+                   .config("spark.sql.adaptive.enabled", "true")
+                   .config("spark.sql.adaptive.coalescePartitions.enabled", "true"))
+    if not submitted:
+        builder = builder.master(master)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("VREC_SPARK_LOG_LEVEL", "WARN"))
+    print(f"spark: {effective_settings(spark)}", file=sys.stderr, flush=True)
     return spark
+
+
+def is_local(master: str) -> bool:
+    return master.startswith("local")
+
+
+def effective_settings(spark) -> str:
+    """One line for the stage log: what this session really runs with, wherever it came from."""
+    conf = spark.sparkContext.getConf()
+    ui = spark.sparkContext.uiWebUrl or "off"
+    return (f"master={spark.sparkContext.master} app={spark.sparkContext.applicationId} "
+            f"shuffle.partitions={spark.conf.get('spark.sql.shuffle.partitions')} "
+            f"adaptive={spark.conf.get('spark.sql.adaptive.enabled')} ui={ui} "
+            f"executor.memory={conf.get('spark.executor.memory', 'default')} "
+            f"executor.cores={conf.get('spark.executor.cores', 'default')} "
+            f"py-files={conf.get('spark.submit.pyFiles', 'none')}")
+
+
+def _submitted_master() -> str:
+    """The master spark-submit was given (`--master`, or spark-defaults.conf)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()   # connects to spark-submit's JVM, which holds its settings
+    return SparkConf().get("spark.master", "local[*]")
 
 
 def stop_spark() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from jobs.plumbing import config
+from jobs.plumbing.dist import SHIPPED_PACKAGES
 from jobs.plumbing.table_location import TableLocation
 
 
@@ -107,6 +108,7 @@ def preflight(wh: config.Warehouse) -> None:
                                       f"{config.DEFAULT_MIN_FREE_MIB} MiB (VREC_MIN_FREE_MIB)")
 
 
+_MISSING_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([\w.]+)'")
 # `RuntimeError: why` or `pkg.SomeError`, at the start of a line: not a frame, code or caret line.
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Invalid)\b(:|$)")
 
@@ -125,9 +127,18 @@ def describe(err: Exception, wh: config.Warehouse) -> str:
         traceback_lines = text[text.index("Traceback (most recent call last):"):].splitlines()
         raised = [line.strip() for line in traceback_lines if _EXCEPTION_LINE.match(line)]
         if raised:
-            return f"in a Spark Python worker: {raised[-1]}"
+            return f"in a Spark Python worker: {raised[-1]}{_shipping_hint(raised[-1])}"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(err).__name__}: {first}"
+
+
+def _shipping_hint(raised: str) -> str:
+    """What to do when executors cannot import the project: they import only what the job ships."""
+    missing = _MISSING_MODULE.match(raised)
+    if not missing or missing.group(1).split(".")[0] not in SHIPPED_PACKAGES:
+        return ""
+    return (" -- the executors do not have the project: ship it with --py-files "
+            "(the archive of `python -m jobs.package`, which the DAG's package task builds)")
 
 
 def fail(message: str) -> int:
