@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import torch
 
 from models.content import ContentStats
+from models.ranker import FEATURES as RANKER_FEATURES
 from models.two_tower import TowerConfig, TwoTower
 
 
@@ -49,6 +50,9 @@ class ModelArtifact:
             if found.get(block) not in (dim, 0):
                 raise SchemaMismatch(f"model {self.version} expects {block} of {dim} values, "
                                      f"the feature table has {found.get(block)}; retrain the model")
+        if self.ranker is not None and list(self.ranker.feature_name()) != list(RANKER_FEATURES):
+            raise SchemaMismatch(f"model {self.version}'s re-ranker reads {self.ranker.feature_name()}, this "
+                                 f"code computes {list(RANKER_FEATURES)}; retrain the model")
 
 
 def save_artifact(models_dir: Path, run_date: str, model: TwoTower, stats: ContentStats, video_ids: np.ndarray,

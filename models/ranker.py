@@ -3,8 +3,9 @@
 For each user the tower proposes its best `candidates` unseen videos; the ranker orders them with
 features the tower does not see directly: the tower's own score and rank, how popular and how
 recently popular a video is, how long it has been around, how often it is co-watched with the
-user's recent videos (item-item cosine) and with their whole history, how close its content is to
-their recent videos, and how active the user is. Videos outside the candidates keep the tower's order
+user's recent videos (item-item cosine) and with their whole history, how often it is watched
+soon after the user's recent videos and after their very last one (the order the tower's pooled
+history does not keep), how close its content is to their recent videos, and how active the user is. Videos outside the candidates keep the tower's order
 below them, so a re-ranked scorer still ranks the whole catalog.
 
 The features come in two halves: per video (`CatalogFeatures`: popularity, age, the item-item
@@ -25,9 +26,11 @@ from models.topn import Scorer, exclude_seen, select_top
 from models.training import IndexedInteractions
 
 FEATURES = ("tower_score", "tower_rank", "log_popularity", "log_recent_popularity", "age_days",
-            "knn_recent", "knn_history", "content_similarity", "log_user_activity")
+            "knn_recent", "knn_history", "content_similarity", "log_user_activity", "next_recent", "next_last")
 RECENT_ITEMS = 5
 RECENT_DAYS = 30.0
+# "Watched next" counts a video as following each of the same user's NEXT_WINDOW previous videos.
+NEXT_WINDOW = 3
 # Candidates are lifted above every other video by this much; tower scores are cosines in [-1, 1].
 CANDIDATE_OFFSET = 1e6
 
@@ -44,6 +47,7 @@ class CatalogFeatures:
     popularity: np.ndarray             # log(1 + interactions)
     recent_popularity: np.ndarray      # the same over the last RECENT_DAYS
     age_days: np.ndarray               # days since the first interaction (NaN: none yet)
+    next_videos: sparse.csr_matrix     # (n_items, n_items) share of a video's followers that are each video
 
     @classmethod
     def from_interactions(cls, data: IndexedInteractions, similarity: sparse.csr_matrix,
@@ -56,11 +60,25 @@ class CatalogFeatures:
         first_seen = np.full(n_items, np.inf)
         np.minimum.at(first_seen, data.item, data.ts)
         age_days = np.where(np.isfinite(first_seen), (now - first_seen) / 86400, np.nan)
-        return cls(similarity, content, popularity, recent_popularity, age_days)
+        return cls(similarity, content, popularity, recent_popularity, age_days, next_videos(data, n_items))
 
     @property
     def n_items(self) -> int:
         return self.similarity.shape[0]
+
+
+def next_videos(data: IndexedInteractions, n_items: int) -> sparse.csr_matrix:
+    """Row i: how the videos watched within NEXT_WINDOW steps after video i (by the same user) are
+    shared out, a first-order sequence model that costs one pass over the log (rows sum to 1)."""
+    pairs_from, pairs_to = [], []
+    for lag in range(1, NEXT_WINDOW + 1):
+        same_user = np.flatnonzero(data.user[lag:] == data.user[:-lag])
+        pairs_from.append(data.item[same_user])
+        pairs_to.append(data.item[same_user + lag])
+    source, target = np.concatenate(pairs_from), np.concatenate(pairs_to)
+    counts = sparse.csr_matrix((np.ones(len(source), np.float32), (source, target)), shape=(n_items, n_items))
+    followers = np.asarray(counts.sum(axis=1)).ravel()
+    return (sparse.diags(1.0 / np.maximum(followers, 1.0)).astype(np.float32) @ counts).tocsr()
 
 
 @dataclass
@@ -75,6 +93,7 @@ class UserHistories:
     recent: sparse.csr_matrix     # (users, n_items) the latest RECENT_ITEMS videos, the lag-th weighted 0.7 ** lag
     history: sparse.csr_matrix    # (users, n_items) one per interaction (a video watched twice counts 2)
     activity: np.ndarray          # (users,) log(1 + interactions)
+    last: sparse.csr_matrix       # (users, n_items) the latest video alone
 
     @classmethod
     def from_seen(cls, indptr: np.ndarray, videos: np.ndarray, n_items: int) -> "UserHistories":
@@ -85,17 +104,20 @@ class UserHistories:
                                      (np.repeat(np.arange(n_users), counts), videos[:indptr[-1]])),
                                     shape=(n_users, n_items))
         rows, cols, weights = [], [], []
+        last = None
         for lag in range(RECENT_ITEMS):
             users = np.flatnonzero(counts > lag)
             rows.append(users)
             cols.append(videos[indptr[users + 1] - 1 - lag])
             weights.append(np.full(len(users), 0.7 ** lag, np.float32))
+            if lag == 0:
+                last = sparse.csr_matrix((weights[0], (rows[0], cols[0])), shape=(n_users, n_items))
         recent = sparse.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
                                    shape=(n_users, n_items))
-        return cls(recent, history, np.log1p(counts).astype(np.float32))
+        return cls(recent, history, np.log1p(counts).astype(np.float32), last)
 
     def rows(self, users: np.ndarray) -> "UserHistories":
-        return UserHistories(self.recent[users], self.history[users], self.activity[users])
+        return UserHistories(self.recent[users], self.history[users], self.activity[users], self.last[users])
 
 
 def ranker_features(catalog: CatalogFeatures, histories: UserHistories, candidates: np.ndarray,
@@ -109,11 +131,13 @@ def ranker_features(catalog: CatalogFeatures, histories: UserHistories, candidat
     profile = np.asarray(recent @ catalog.content)
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
     content_similarity = np.einsum("ud,ucd->uc", profile, catalog.content[candidates])
+    next_recent = _at(recent @ catalog.next_videos, candidates)
+    next_last = _at(histories.last @ catalog.next_videos, candidates)
     activity = histories.activity[:, None]
     columns = [tower_scores, np.broadcast_to(np.arange(n_cand), (n_users, n_cand)),
                catalog.popularity[candidates], catalog.recent_popularity[candidates], catalog.age_days[candidates],
                knn_recent, knn_history / np.maximum(np.expm1(activity), 1.0), content_similarity,
-               np.broadcast_to(activity, (n_users, n_cand))]
+               np.broadcast_to(activity, (n_users, n_cand)), next_recent, next_last]
     return np.stack([np.asarray(c, np.float32).reshape(-1) for c in columns], axis=1)
 
 
