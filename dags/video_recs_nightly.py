@@ -52,8 +52,9 @@ SPARK_RESOURCES = {name: cast(os.environ[variable]) for name, variable, cast in 
 
 # What downstream DAGs schedule on: updated by a successful extract_features / publish.
 VIDEO_FEATURES = Asset(name="video_recs_video_features", uri=f"file://{DEFAULT_WAREHOUSE}/tables/video_features")
+# The serving table may live on object storage (VREC_SERVING_TABLE): the asset names where it is.
 RECOMMENDATIONS = Asset(name="video_recs_recommendations",
-                        uri=f"file://{DEFAULT_WAREHOUSE}/tables/recommendations")
+                        uri=os.environ.get("VREC_SERVING_TABLE") or f"file://{DEFAULT_WAREHOUSE}/tables/recommendations")
 
 # Values reach the jobs through the environment, never pasted into a shell command line.
 STAGE_ENV = {

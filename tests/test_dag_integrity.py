@@ -34,15 +34,16 @@ print(json.dumps({
         "dag_id": d.dag_id, "tags": sorted(d.tags), "params": sorted(d.params.keys()),
         "param_types": {k: d.params.get_param(k).schema.get("type") for k in d.params.keys()},
         "doc": bool(d.doc_md), "max_active_runs": d.max_active_runs, "catchup": d.catchup,
-        "tasks": [{"id": t.task_id, "retries": t.retries, "timeout": bool(t.execution_timeout)} for t in d.tasks],
+        "tasks": [{"id": t.task_id, "retries": t.retries, "timeout": bool(t.execution_timeout),
+                   "outlets": [o.uri for o in t.outlets]} for t in d.tasks],
     } for d in dags],
 }))
 """
 
 
-def _probe(path: Path) -> dict:
+def _probe(path: Path, **env: str) -> dict:
     done = subprocess.run([sys.executable, "-c", PROBE, str(path), ",".join(HEAVY)], capture_output=True,
-                          text=True, env=project_env(AIRFLOW_HOME=tempfile.mkdtemp(prefix="airflow-parse-")))
+                          text=True, env=project_env(AIRFLOW_HOME=tempfile.mkdtemp(prefix="airflow-parse-"), **env))
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -68,6 +69,15 @@ def test_nightly_dag_wiring_and_params():
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert [t["id"] for t in dag["tasks"]] == ["package", "ingest", "extract_features", "validate_features", "train", "evaluate",
                                                "score", "publish", "report"]
+
+
+def test_the_recommendations_asset_names_where_the_serving_table_is():
+    """Downstream DAGs schedule on the publish task's asset: the local table, or the object-store one."""
+    nightly = PROJECT_ROOT / "dags" / "video_recs_nightly.py"
+    for env, uri in (({"VREC_WAREHOUSE": "/data/wh"}, "file:///data/wh/tables/recommendations"),
+                     ({"VREC_SERVING_TABLE": "s3://recs/serving/recommendations"}, "s3://recs/serving/recommendations")):
+        tasks = {t["id"]: t for t in _probe(nightly, **env)["dags"][0]["tasks"]}
+        assert tasks["publish"]["outlets"] == [uri]
 
 
 def test_failure_callback_writes_a_clear_record(tmp_path):
