@@ -271,13 +271,39 @@ def test_demuxer_allow_list_refuses_playlists_even_unsniffed(clips, tmp_path, mo
 
 
 def test_decode_command_is_restricted(clips):
-    meta = probe(clips["testsrc"])
-    args = decode_module._decode_args(clips["testsrc"], meta, 1.0, (112, 112), 22050,
-                                      DecodeLimits(), 5)
+    limits = DecodeLimits()
+    args = decode_module._decode_args(clips["testsrc"], 1.0, (112, 112), 22050, limits, 5)
     joined = " ".join(args)
     assert "-protocol_whitelist file" in joined
-    assert f"-format_whitelist {meta.format_name}" in joined
-    assert "-t 600" in joined and "-frames:v 64" in joined and "pipe:5" in joined
+    assert f"-format_whitelist {decode_module.ALLOWED_DEMUXERS}" in joined
+    assert f"-max_pixels {limits.max_pixels}" in joined
+    assert "-t 600" in joined and "pipe:5" in joined and "[0:V:0]" in joined
+    assert all(isinstance(a, str) for a in args)  # an argument list, never a shell line
+    # Without audio ffmpeg stops at the frame cap; with audio the frames past it are counted.
+    silent = " ".join(decode_module._decode_args(clips["testsrc"], 1.0, (112, 112), 22050,
+                                                 limits, None))
+    assert "-frames:v 64" in silent and "-frames:v" not in joined
+
+
+def test_header_comes_from_the_decode_not_ffprobe(clips, monkeypatch):
+    # One process per file: the decode's own log gives the header that ffprobe used to read.
+    started = []
+    real_popen = decode_module.subprocess.Popen
+
+    def popen(args, *a, **k):
+        started.append(args[0])
+        return real_popen(args, *a, **k)
+
+    monkeypatch.setattr(decode_module.subprocess, "Popen", popen)
+    monkeypatch.setattr(decode_module.subprocess, "run", None)  # ffprobe ran through run()
+    d = decode(clips["testsrc"])
+    assert started == ["ffmpeg"]
+    m = d.meta
+    assert (m.format_name, m.width, m.height, m.fps) == ("mov,mp4,m4a,3gp,3g2,mj2", 160, 120, 25.0)
+    assert (m.vcodec, m.acodec, m.video_index, m.audio_index) == ("h264", "aac", 0, 1)
+    # A file without audio needs a second start: the first one's audio output had no stream.
+    started.clear()
+    assert decode(clips["no_audio"]).audio is None and started == ["ffmpeg", "ffmpeg"]
 
 
 # ---- resolving catalog uris --------------------------------------------------------------------
