@@ -10,6 +10,7 @@ short `reason` code that the feature job writes to the quarantine table; anythin
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -72,7 +73,8 @@ _CONTAINER_MAGIC = (
     (0, b"RIFF"), (0, b"OggS"), (0, b"FLV"), (0, b"\x30\x26\xb2\x75"), (0, b"\x00\x00\x01\xba"),
     (0, b"ID3"), (0, b"fLaC"),
 )
-_STDERR_KEEP = 64 * 1024  # ffmpeg can be chatty on broken input; keep only the tail
+_STDERR_KEEP = 64 * 1024  # ffmpeg can be chatty on broken input; keep the head and the tail
+_FRAME_PIPE_SIZE = 1 << 20  # the unprivileged maximum by default (fs.pipe-max-size)
 # Video frames the decoder may skip. "noref" skips frames no other frame is predicted from (most
 # B-frames), about a fifth of the decode time; the 1-per-second sample then takes the nearest
 # decoded frame, at most a few frames (~0.1 s) off. On the 34 real clips every frame count stayed
@@ -404,21 +406,28 @@ def _drain(fileobj, sink: bytearray, limit: int | None = None, head: int = 0) ->
 def _run_ffmpeg(path: Path, fps: float, size: tuple[int, int], sample_rate: int,
                 limits: DecodeLimits, with_audio: bool, streams: tuple[int, int | None] | None,
                 keep_video: int, deadline: float) -> _Run:
-    """Run one decode command, reading its outputs at once (ffmpeg blocks when a pipe is full)."""
-    audio_r, audio_w = os.pipe() if with_audio else (None, None)
-    args = _decode_args(path, fps, size, sample_rate, limits, audio_w, streams)
+    """Run one decode command and collect its outputs.
+
+    The audio goes to an in-memory file (memfd): it is bounded by the duration cap whatever the
+    fps, and ffmpeg never waits for a reader. Frames and the log come through pipes (the frames
+    past the cap are only counted, however many `fps` makes), read at once by two threads, as
+    ffmpeg blocks when a pipe is full; the frame pipe is enlarged so that it rarely is.
+    """
+    audio_fd = os.memfd_create("vrec-audio", os.MFD_CLOEXEC) if with_audio else None
     try:
+        args = _decode_args(path, fps, size, sample_rate, limits, audio_fd, streams)
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE,
-                                pass_fds=(audio_w,) if audio_w is not None else ())
-    except OSError:
-        if audio_r is not None:
-            os.close(audio_r)
+                                pass_fds=(audio_fd,) if audio_fd is not None else ())
+    except BaseException:
+        if audio_fd is not None:
+            os.close(audio_fd)
         raise
-    finally:
-        if audio_w is not None:
-            os.close(audio_w)  # only ffmpeg holds the write end now, so we see EOF when it exits
-    video, audio_buf, stderr = bytearray(), bytearray(), bytearray()
+    try:
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _FRAME_PIPE_SIZE)
+    except OSError:  # above /proc/sys/fs/pipe-max-size: the default size only costs wake-ups
+        pass
+    video, stderr = bytearray(), bytearray()
     counts = {}
 
     def drain(name, *a):
@@ -426,24 +435,35 @@ def _run_ffmpeg(path: Path, fps: float, size: tuple[int, int], sample_rate: int,
 
     pipes = [("video", proc.stdout, video, 0, keep_video),
              ("stderr", proc.stderr, stderr, _STDERR_KEEP, _STDERR_KEEP)]
-    if audio_r is not None:
-        pipes.append(("audio", os.fdopen(audio_r, "rb"), audio_buf, None, 0))
     readers = [threading.Thread(target=drain, args=p, daemon=True) for p in pipes]
     for t in readers:
         t.start()
     # Wait for EOF on the pipes first (ffmpeg exiting closes them): Popen.wait(timeout=...) polls
     # with sleeps growing to 50 ms, which costs ~25 ms per file, more than a short clip's features.
-    for t in readers:
-        t.join(timeout=max(deadline - time.monotonic(), 0.0))
     try:
-        returncode = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise MediaError("timeout", f"decode exceeded {limits.timeout_s:.0f}s on {path}") from None
-    finally:
         for t in readers:
-            t.join(timeout=10)
+            t.join(timeout=max(deadline - time.monotonic(), 0.0))
+        try:
+            returncode = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise MediaError("timeout",
+                             f"decode exceeded {limits.timeout_s:.0f}s on {path}") from None
+        finally:
+            for t in readers:
+                t.join(timeout=10)
+        audio_buf = bytearray()
+        if audio_fd is not None:
+            audio_buf = bytearray(os.fstat(audio_fd).st_size)
+            view, done = memoryview(audio_buf), 0
+            while done < len(audio_buf) and (n := os.preadv(audio_fd, [view[done:]], done)):
+                done += n
+            view.release()
+            del audio_buf[done:]
+    finally:
+        if audio_fd is not None:
+            os.close(audio_fd)
     log_text = stderr.decode("utf-8", "replace")
     # ffmpeg prints the input's name as it is; a name with line breaks in it must not start lines
     # of its own in the log that the header and error parsing read.
