@@ -84,7 +84,7 @@ SKIP_FRAME = "noref"
 # The H.264/HEVC/VP8/VP9 in-loop deblocking filter smooths block edges; skipping it ("all") cuts
 # the decode by about a fifth. The frames are area-scaled to 112x112 right after, which averages
 # block edges away: on the 34 real clips the thumbnails moved by at most 1.5/255 on average
-# (cosine >= 0.9997) and a visual feature by at most 0.035 (a hue share: pixels near the chroma
+# (cosine >= 0.9997) and a visual feature by at most 0.033 (a hue share: pixels near the chroma
 # threshold); EXTRACTOR_VERSION 4 re-extracts stored rows. "default" keeps the filter.
 SKIP_LOOP_FILTER = "all"
 

@@ -6,13 +6,11 @@ The tolerances, and why (README, "Feature extraction benchmark"):
 
 * audio (223 floats): the same audio decode, so equal to 1e-5 relative (+1e-5 absolute);
 * visual (24 floats, shares and [0, 1] statistics): within 0.05 absolute. The decode now skips the
-  in-loop deblocking filter (decode.SKIP_LOOP_FILTER); the largest move on these clips is 0.035,
+  in-loop deblocking filter (decode.SKIP_LOOP_FILTER); the largest move on these clips is 0.033,
   a hue share of pixels near the chroma threshold. EXTRACTOR_VERSION 4 re-extracts stored rows;
 * thumbnail (16x16x3): cosine >= 0.999 and a mean absolute difference <= 2/255;
 * duration: within 0.006 s (ffmpeg's log states it to the centisecond, ffprobe to the
-  microsecond); fps within 0.01 (two decimals in the log); size, codecs, audio presence equal;
-* the number of sampled frames is unchanged (no clip moved across a frame boundary), checked
-  through the motion and shot-change features, which depend on it.
+  microsecond); fps within 0.01 (two decimals in the log); size, codecs, audio presence equal.
 
 Skips when ../shared/data/media is absent.
 """
