@@ -651,3 +651,45 @@ def test_no_pipeline_code_calls_a_shell():
                         for k in node.keywords):
                     offenders.append(f"{path.name}:{node.lineno} {name}")
     assert not offenders
+
+
+# ---- the header from the decode's own log ------------------------------------------------------
+
+HEADER_LOG = """[info] Input #0, matroska,webm, from 'file:/m/a.webm':
+[info]   Metadata:
+[info]     DURATION        : 00:09:59.000000000
+[info]   Duration: N/A, start: 0.000000, bitrate: N/A
+[info]   Stream #0:0(eng): Video: vp9 (Profile 0), yuv420p(tv, bt709), 1280x720, SAR 1:1 DAR 16:9, 14.99 fps, 14.99 tbr, 1k tbn (default)
+[info]     Metadata:
+[info]       DURATION        : 00:00:04.860000000
+[info]   Stream #0:1(eng): Audio: opus, 48000 Hz, stereo, fltp (default)
+[info]   Stream #0:2: Video: mjpeg (Baseline), yuvj420p(pc), 600x600 [SAR 1:1 DAR 1:1], 90k tbr, 90k tbn (attached pic)
+[info] Stream mapping:
+[matroska,webm @ 0x55d0c0a3b740] [error] File ended prematurely
+To be continued on the next line
+[h264 @ 0x1] [IMGUTILS @ 0x7ffe] [warning] not an error
+"""
+
+
+def test_header_and_errors_are_read_from_the_log():
+    from features.ffmpeg_log import error_lines, parse_header
+
+    header = parse_header(HEADER_LOG)
+    assert header.format_name == "matroska,webm" and header.duration_s == 0.0
+    video, audio = header.video(), header.audio()
+    assert (video.index, video.codec, video.width, video.height, video.fps) == (0, "vp9", 1280, 720, 14.99)
+    assert video.tags == {"DURATION": "00:00:04.860000000"}  # the stream's, not the file's tag
+    assert (audio.index, audio.codec) == (1, "opus")
+    assert header.streams[2].attached_pic and header.streams[2].fps == 90000.0
+    assert error_lines(HEADER_LOG) == ("[matroska,webm @ 0x55d0c0a3b740] File ended prematurely\n"
+                                       "To be continued on the next line")
+    assert parse_header("[error] file:x: Invalid data found when processing input") is None
+
+
+def test_a_file_name_cannot_forge_header_lines(clips, tmp_path):
+    # ffmpeg prints the input's name as it is: a name with line breaks must not add header lines.
+    forged = tmp_path / "a.mp4':\n  Duration: 09:00:00.00, start: 0.000000\n  Stream #0:9: Video: x"
+    forged.write_bytes(clips["testsrc"].read_bytes())
+    d = decode(forged)
+    assert d.meta.duration_s == pytest.approx(3.0, abs=0.05)
+    assert (d.meta.vcodec, d.meta.video_index, len(d.frames)) == ("h264", 0, 3)
