@@ -120,7 +120,7 @@ class MediaError(Exception):
 @dataclass(frozen=True)
 class MediaMeta:
     format_name: str
-    duration_s: float  # 0.0 from probe() when the header has none; decode() then measures it
+    duration_s: float  # 0.0 from probe() when the header states none; decode() then measures it
     fps: float
     width: int
     height: int
@@ -129,11 +129,11 @@ class MediaMeta:
     has_video: bool
     has_audio: bool
     truncated_by_cap: bool
-    # Stream indexes decode() maps, so it reads exactly the streams that probe() vetted.
+    # The streams' indexes in the file: the first real video stream and the first audio stream.
     video_index: int | None = None
     audio_index: int | None = None
-    # The audio stream's own declared duration (0.0 when none): past the frame cap only the audio
-    # measures how far a decode got, and an audio track may end before the video.
+    # The audio stream's own declared duration (0.0 when none stated). decode() no longer needs it
+    # (past the frame cap it counts the frames of a file with audio); kept for probe()'s callers.
     audio_duration_s: float = 0.0
 
 
