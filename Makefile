@@ -101,7 +101,7 @@ BENCH_DIR := $(CURDIR)/docs/bench
 bench: bench-features bench-training bench-scoring
 
 # Feature extraction vs a plain `ffmpeg -f null` decode of ../shared/data/media, on one core and on
-# all cores (~3 min on 2 cores); exits 1 when the one-core ratio is above 1.2, after writing the JSON.
+# all cores (~3 min on 2 cores); exits 1 when the one-core ratio is above 0.8, after writing the JSON.
 bench-features: install
 	$(PY) -m jobs.bench.bench_features --out $(BENCH_DIR)/features.json --check
 

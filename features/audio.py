@@ -4,6 +4,7 @@ silence, and a fixed-length MFCC sequence for the model's learned audio branch.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import librosa
@@ -40,10 +41,23 @@ def _prepare(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
-def _mfcc(audio: np.ndarray, sr: int) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: int) -> np.ndarray:
+    """The mel filter bank of `librosa.feature.mfcc` (its default slaney norm), built once per
+    sample rate instead of once per clip (a few ms each)."""
     with warnings.catch_warnings():  # librosa warns about empty mel bands at low sample rates
         warnings.simplefilter("ignore", UserWarning)
-        return librosa.feature.mfcc(y=audio, sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP)
+        basis = librosa.filters.mel(sr=sr, n_fft=N_FFT, norm="slaney")
+    basis.setflags(write=False)
+    return basis
+
+
+def _mfcc(audio: np.ndarray, sr: int) -> np.ndarray:
+    """`librosa.feature.mfcc(y=audio, sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP)`, step by
+    step as librosa computes it, with the mel filter bank cached."""
+    power = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=HOP)) ** 2.0
+    mel = np.einsum("...ft,mf->...mt", power, _mel_basis(sr), optimize=True)
+    return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
 
 
 def _segment_means(mfcc: np.ndarray, steps: int) -> np.ndarray:

@@ -1,5 +1,7 @@
-"""Decode one media file once: resolve its catalog uri safely, probe it, and run ONE bounded ffmpeg
-process that yields sampled RGB frames and mono float audio together.
+"""Decode one media file once: resolve its catalog uri safely and run ONE bounded ffmpeg process
+that yields sampled RGB frames and mono float audio together, and whose own log gives the header
+(container, duration, streams) that a separate ffprobe run used to read (`features.ffmpeg_log`).
+`probe()` still reads a header alone with ffprobe, for callers that want only that.
 
 Every expected failure (a missing, broken, hostile or unsupported file) raises `MediaError` with a
 short `reason` code that the feature job writes to the quarantine table; anything else is a bug.
@@ -8,6 +10,7 @@ short `reason` code that the feature job writes to the quarantine table; anythin
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -24,6 +27,8 @@ from urllib.parse import unquote, urlparse
 
 import ffmpeg
 import numpy as np
+
+from features.ffmpeg_log import InputHeader, error_lines, parse_header
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +73,20 @@ _CONTAINER_MAGIC = (
     (0, b"RIFF"), (0, b"OggS"), (0, b"FLV"), (0, b"\x30\x26\xb2\x75"), (0, b"\x00\x00\x01\xba"),
     (0, b"ID3"), (0, b"fLaC"),
 )
-_STDERR_KEEP = 64 * 1024  # ffmpeg can be chatty on broken input; keep only the tail
+_STDERR_KEEP = 64 * 1024  # ffmpeg can be chatty on broken input; keep the head and the tail
+_FRAME_PIPE_SIZE = 1 << 20  # the unprivileged maximum by default (fs.pipe-max-size)
 # Video frames the decoder may skip. "noref" skips frames no other frame is predicted from (most
 # B-frames), about a fifth of the decode time; the 1-per-second sample then takes the nearest
 # decoded frame, at most a few frames (~0.1 s) off. On the 34 real clips every frame count stayed
 # the same and no visual feature moved by more than 0.006 (a thumbnail, one frame, can come from a
 # neighbouring frame). "default" decodes every frame.
 SKIP_FRAME = "noref"
+# The H.264/HEVC/VP8/VP9 in-loop deblocking filter smooths block edges; skipping it ("all") cuts
+# the decode by about a fifth. The frames are area-scaled to 112x112 right after, which averages
+# block edges away: on the 34 real clips the thumbnails moved by at most 1.5/255 on average
+# (cosine >= 0.9997) and a visual feature by at most 0.033 (a hue share: pixels near the chroma
+# threshold); EXTRACTOR_VERSION 4 re-extracts stored rows. "default" keeps the filter.
+SKIP_LOOP_FILTER = "all"
 
 # A decode that ends this far before the declared duration is an upload cut short ("truncated"),
 # not measurement slack. The slack: the last frame sampled at `fps` can be a period before the end,
@@ -108,7 +120,7 @@ class MediaError(Exception):
 @dataclass(frozen=True)
 class MediaMeta:
     format_name: str
-    duration_s: float  # 0.0 from probe() when the header has none; decode() then measures it
+    duration_s: float  # 0.0 from probe() when the header states none; decode() then measures it
     fps: float
     width: int
     height: int
@@ -117,11 +129,11 @@ class MediaMeta:
     has_video: bool
     has_audio: bool
     truncated_by_cap: bool
-    # Stream indexes decode() maps, so it reads exactly the streams that probe() vetted.
+    # The streams' indexes in the file: the first real video stream and the first audio stream.
     video_index: int | None = None
     audio_index: int | None = None
-    # The audio stream's own declared duration (0.0 when none): past the frame cap only the audio
-    # measures how far a decode got, and an audio track may end before the video.
+    # The audio stream's own declared duration (0.0 when none stated). decode() no longer needs it
+    # (past the frame cap it counts the frames of a file with audio); kept for probe()'s callers.
     audio_duration_s: float = 0.0
 
 
@@ -328,38 +340,182 @@ def probe(path: str | os.PathLike, limits: DecodeLimits = DecodeLimits()) -> Med
 
 # ---- decoding ----------------------------------------------------------------------------------
 
-def _decode_args(path: Path, meta: MediaMeta, fps: float, size: tuple[int, int],
-                 sample_rate: int, limits: DecodeLimits, audio_fd: int | None) -> list[str]:
-    """One ffmpeg command: sampled, scaled rgb24 frames to stdout, f32le mono audio to a pipe fd."""
+def _decode_args(path: Path, fps: float, size: tuple[int, int], sample_rate: int,
+                 limits: DecodeLimits, audio_fd: int | None,
+                 streams: tuple[int, int | None] | None = None) -> list[str]:
+    """One ffmpeg command: sampled, scaled rgb24 frames to stdout, f32le mono audio to a pipe fd.
+
+    Nothing probes the file first: the demuxer allow-list and `-max_pixels` refuse what probe()
+    used to refuse, and the command maps the first real video stream (`0:V:0`, never cover art)
+    and, when `audio_fd` is given, the first audio stream. `streams` (video, audio index) pins
+    both, for a second run that knows them from the first run's header.
+    """
     src = ffmpeg.input(
-        f"file:{path}",
+        _input_url(path),
         protocol_whitelist="file",
-        # Only the demuxer probe() accepted: a file swapped after probing cannot become a playlist.
-        format_whitelist=meta.format_name,
+        format_whitelist=ALLOWED_DEMUXERS,
         t=limits.max_duration_s,
-        **{"skip_frame:v": SKIP_FRAME},
+        max_pixels=limits.max_pixels,
+        **{"skip_frame:v": SKIP_FRAME, "skip_loop_filter:v": SKIP_LOOP_FILTER},
     )
+    video_spec, audio_spec = ("V:0", "a:0") if streams is None else (str(streams[0]),
+                                                                    str(streams[1]))
     width, height = size
-    video = (src[str(meta.video_index)]
+    video = (src[video_spec]
              .filter("fps", fps=fps)
              .filter("scale", width, height, flags="area"))
-    outputs = [ffmpeg.output(video, "pipe:1", format="rawvideo", pix_fmt="rgb24",
-                             **{"frames:v": limits.max_frames})]
+    video_opts = {}
+    if audio_fd is None:
+        # Without audio nothing else needs the input once the frames are in, so ffmpeg may stop
+        # at the frame cap. With audio it decodes the video to the end anyway (the audio output
+        # keeps the input open), and the frames past the cap measure how far the decode got.
+        video_opts["frames:v"] = limits.max_frames
+    outputs = [ffmpeg.output(video, "pipe:1", format="rawvideo", pix_fmt="rgb24", **video_opts)]
     if audio_fd is not None:
-        outputs.append(ffmpeg.output(src[str(meta.audio_index)], f"pipe:{audio_fd}",
+        outputs.append(ffmpeg.output(src[audio_spec], f"pipe:{audio_fd}",
                                      format="f32le", ac=1, ar=sample_rate))
     cmd, *rest = ffmpeg.merge_outputs(*outputs).compile(cmd="ffmpeg")
     # ffmpeg-python appends global options after the outputs, where ffmpeg may ignore them.
-    return [cmd, "-nostdin", "-nostats", "-v", "error", *rest]
+    # level+info: the input header (read instead of an ffprobe run) and every line's level.
+    return [cmd, "-nostdin", "-nostats", "-hide_banner", "-loglevel", "level+info", *rest]
 
 
-def _drain(fileobj, sink: bytearray, limit: int | None = None) -> None:
-    """Read a pipe to EOF; beyond `limit` bytes keep only the tail (stderr)."""
+@dataclass
+class _Run:
+    returncode: int
+    video: bytearray   # at most `keep_video` bytes
+    video_bytes: int   # all the video bytes ffmpeg wrote
+    audio: bytearray
+    log: str           # head and tail of ffmpeg's stderr
+
+
+def _drain(fileobj, sink: bytearray, limit: int | None = None, head: int = 0) -> int:
+    """Read a pipe to EOF and return the bytes read. Beyond `limit` bytes keep only the first
+    `head` bytes and the last `limit`: stderr starts with the header and ends with the errors
+    (both wanted); the video beyond the frame cap is only counted (limit=0)."""
+    total = 0
     with fileobj:
         while chunk := fileobj.read(1 << 16):
+            total += len(chunk)
             sink += chunk
-            if limit is not None and len(sink) > 2 * limit:
-                del sink[:-limit]
+            if limit is not None and len(sink) > head + 2 * limit:
+                del sink[head:len(sink) - limit]
+    return total
+
+
+def _run_ffmpeg(path: Path, fps: float, size: tuple[int, int], sample_rate: int,
+                limits: DecodeLimits, with_audio: bool, streams: tuple[int, int | None] | None,
+                keep_video: int, deadline: float) -> _Run:
+    """Run one decode command and collect its outputs.
+
+    The audio goes to an in-memory file (memfd): it is bounded by the duration cap whatever the
+    fps, and ffmpeg never waits for a reader. Frames and the log come through pipes (the frames
+    past the cap are only counted, however many `fps` makes), read at once by two threads, as
+    ffmpeg blocks when a pipe is full; the frame pipe is enlarged so that it rarely is.
+    """
+    audio_fd = os.memfd_create("vrec-audio", os.MFD_CLOEXEC) if with_audio else None
+    try:
+        args = _decode_args(path, fps, size, sample_rate, limits, audio_fd, streams)
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                pass_fds=(audio_fd,) if audio_fd is not None else ())
+    except BaseException:
+        if audio_fd is not None:
+            os.close(audio_fd)
+        raise
+    try:
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _FRAME_PIPE_SIZE)
+    except OSError:  # above /proc/sys/fs/pipe-max-size: the default size only costs wake-ups
+        pass
+    video, stderr = bytearray(), bytearray()
+    counts = {}
+
+    def drain(name, *a):
+        counts[name] = _drain(*a)
+
+    pipes = [("video", proc.stdout, video, 0, keep_video),
+             ("stderr", proc.stderr, stderr, _STDERR_KEEP, _STDERR_KEEP)]
+    readers = [threading.Thread(target=drain, args=p, daemon=True) for p in pipes]
+    for t in readers:
+        t.start()
+    # Wait for EOF on the pipes first (ffmpeg exiting closes them): Popen.wait(timeout=...) polls
+    # with sleeps growing to 50 ms, which costs ~25 ms per file, more than a short clip's features.
+    try:
+        for t in readers:
+            t.join(timeout=max(deadline - time.monotonic(), 0.0))
+        try:
+            returncode = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise MediaError("timeout",
+                             f"decode exceeded {limits.timeout_s:.0f}s on {path}") from None
+        finally:
+            for t in readers:
+                t.join(timeout=10)
+        audio_buf = bytearray()
+        if audio_fd is not None:
+            audio_buf = bytearray(os.fstat(audio_fd).st_size)
+            view, done = memoryview(audio_buf), 0
+            while done < len(audio_buf) and (n := os.preadv(audio_fd, [view[done:]], done)):
+                done += n
+            view.release()
+            del audio_buf[done:]
+    finally:
+        if audio_fd is not None:
+            os.close(audio_fd)
+    log_text = stderr.decode("utf-8", "replace")
+    # ffmpeg prints the input's name as it is; a name with line breaks in it must not start lines
+    # of its own in the log that the header and error parsing read.
+    url = os.fsdecode(_input_url(path))
+    log_text = log_text.replace(url, url.replace("\r", "\\r").replace("\n", "\\n"))
+    return _Run(returncode=returncode, video=video, video_bytes=counts.get("video", len(video)),
+                audio=audio_buf, log=log_text)
+
+
+def _input_url(path: Path) -> str:
+    return f"file:{path}"
+
+
+def _meta(header: InputHeader, limits: DecodeLimits) -> MediaMeta:
+    """MediaMeta from the header the decode printed (what probe() reads with ffprobe)."""
+    video, audio = header.video(), header.audio()
+    duration = header.duration_s or _first_duration(
+        [_clock_s(s.tags["DURATION"]) for s in header.streams if "DURATION" in s.tags])
+    return MediaMeta(
+        format_name=header.format_name,
+        duration_s=duration,
+        fps=video.fps,
+        width=video.width,
+        height=video.height,
+        vcodec=video.codec,
+        acodec=audio.codec if audio else None,
+        has_video=True,
+        has_audio=audio is not None,
+        truncated_by_cap=duration > limits.max_duration_s,
+        video_index=video.index,
+        audio_index=audio.index if audio else None,
+        audio_duration_s=(_first_duration([_clock_s(audio.tags.get("DURATION", ""))])
+                          if audio else 0.0),
+    )
+
+
+def _header_failure(path: Path, head: bytes, run: _Run, limits: DecodeLimits) -> MediaError | None:
+    """Why the decode could not start, from its log: what probe() refused before decoding."""
+    header = parse_header(run.log)
+    errors = error_lines(run.log)
+    if header is None:  # the input could not be opened at all
+        return _probe_failure(path, head, errors)
+    if _is_referencing(header.format_name):  # unreachable while the allow-list holds
+        return MediaError("unsafe_container",
+                          f"container {header.format_name} references other files")
+    video = header.video()
+    if video is None:
+        return MediaError("no_video_stream", f"{header.format_name} file without a video stream")
+    if video.width * video.height > limits.max_pixels or "exceeds specified max pixel" in errors:
+        return MediaError("frame_too_large",
+                          f"{video.width}x{video.height} > {limits.max_pixels} pixels")
+    return None
 
 
 def _failure_reason(stderr: str) -> str:
@@ -420,71 +576,56 @@ def decode(path: str | os.PathLike, fps: float = 1.0, size: tuple[int, int] = (1
         raise ValueError(f"bad decode parameters fps={fps} size={size} sample_rate={sample_rate}")
     path = Path(path)
     deadline = time.monotonic() + limits.timeout_s
-    meta = probe(path, limits)
-
-    audio_r, audio_w = os.pipe() if meta.has_audio else (None, None)
-    args = _decode_args(path, meta, fps, size, sample_rate, limits, audio_w)
-    bufs = {"video": bytearray(), "audio": bytearray(), "stderr": bytearray()}
-    try:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE,
-                                pass_fds=(audio_w,) if audio_w is not None else ())
-    except OSError:
-        if audio_r is not None:
-            os.close(audio_r)
-        raise
-    finally:
-        if audio_w is not None:
-            os.close(audio_w)  # only ffmpeg holds the write end now, so we see EOF when it exits
-    pipes = [(proc.stdout, bufs["video"], None), (proc.stderr, bufs["stderr"], _STDERR_KEEP)]
-    if audio_r is not None:
-        pipes.append((os.fdopen(audio_r, "rb"), bufs["audio"], None))
-    # Both outputs must be read at once: ffmpeg blocks when either pipe is full.
-    readers = [threading.Thread(target=_drain, args=p, daemon=True) for p in pipes]
-    for t in readers:
-        t.start()
-    # Wait for EOF on the pipes first (ffmpeg exiting closes them): Popen.wait(timeout=...) polls
-    # with sleeps growing to 50 ms, which costs ~25 ms per file, more than a short clip's features.
-    for t in readers:
-        t.join(timeout=max(deadline - time.monotonic(), 0.0))
-    try:
-        returncode = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise MediaError("timeout", f"decode exceeded {limits.timeout_s:.0f}s on {path}") from None
-    finally:
-        for t in readers:
-            t.join(timeout=10)
-    stderr = bufs["stderr"].decode("utf-8", "replace").strip()
-
+    head = _head(path)
+    if _looks_like_playlist(head):
+        raise MediaError("unsafe_container", "playlist or concat list (references other files)")
     width, height = size
     frame_bytes = width * height * 3
-    n_frames = min(len(bufs["video"]) // frame_bytes, limits.max_frames)
+    keep_video = limits.max_frames * frame_bytes
+
+    def run(with_audio: bool, streams=None) -> _Run:
+        return _run_ffmpeg(path, fps, size, sample_rate, limits, with_audio, streams,
+                           keep_video, deadline)
+
+    result = run(with_audio=True)
+    header = parse_header(result.log)
+    if header is not None and header.video() is not None and header.audio() is None:
+        # No audio stream, so the audio output had nothing to map and ffmpeg stopped before
+        # decoding: run again without it (one process start, only for silent files).
+        result = run(with_audio=False, streams=(header.video().index, None))
+    failure = _header_failure(path, head, result, limits)
+    if failure is not None:
+        raise failure
+    meta = _meta(header, limits)
+    stderr = error_lines(result.log)  # what `-v error` printed: the truncation checks read it
+
+    n_frames = min(len(result.video) // frame_bytes, limits.max_frames)
     if n_frames == 0:
         # ffmpeg can exit 0 on a cut-off file after logging "partial file", so read its stderr.
         reason = _failure_reason(stderr)
-        raise MediaError(reason, f"no frames decoded (exit {returncode}): {stderr[-300:]}")
-    if returncode != 0:
+        raise MediaError(reason, f"no frames decoded (exit {result.returncode}): {stderr[-300:]}")
+    if result.returncode != 0:
         log.warning("partial decode of %s (exit %s), kept %d frames: %s",
-                    path, returncode, n_frames, stderr[-300:])
-    video_buf = memoryview(bufs["video"])[: n_frames * frame_bytes]
+                    path, result.returncode, n_frames, stderr[-300:])
+    video_buf = memoryview(result.video)[: n_frames * frame_bytes]
     frames = np.frombuffer(video_buf, dtype=np.uint8).reshape(n_frames, height, width, 3)
     timestamps_ms = np.round(np.arange(n_frames) * 1000.0 / fps).astype(np.int64)
     audio = None
     if meta.has_audio:
-        audio_buf = memoryview(bufs["audio"])[: len(bufs["audio"]) // 4 * 4]
+        audio_buf = memoryview(result.audio)[: len(result.audio) // 4 * 4]
         audio = np.nan_to_num(np.frombuffer(audio_buf, dtype=np.float32), copy=False)
 
     # How far into the file the decode got: the audio samples or the sampled frames (frame i
     # stands for [i/fps, (i+1)/fps)), whichever reaches further, so a video stream that ends
-    # before its audio (or the reverse) is not a cut. The frame cap stops the video output early;
-    # past it only the audio measures, against the audio stream's own declared length.
+    # before its audio (or the reverse) is not a cut. With audio the frames past the frame cap
+    # are counted, not kept; without audio ffmpeg stops at the cap, and past it only ffmpeg's own
+    # end-of-data report can tell a cut.
     audio_s = len(audio) / sample_rate if audio is not None else 0.0
-    decoded_s = max(audio_s, n_frames / fps)
+    sampled_frames = result.video_bytes // frame_bytes if audio is not None else n_frames
+    decoded_s = max(audio_s, sampled_frames / fps)
     declared_s = meta.duration_s if meta.duration_s > 0 else None
-    if declared_s and n_frames >= limits.max_frames:
-        declared_s = max(meta.audio_duration_s or declared_s, n_frames / fps) if audio_s else None
+    if declared_s and audio is None and n_frames >= limits.max_frames:
+        declared_s = None
     _check_complete(decoded_s, declared_s, stderr, fps, limits)
 
     if meta.duration_s <= 0:  # header had no duration (some webm): measure what was decoded

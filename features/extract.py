@@ -13,8 +13,11 @@ from features.visual import thumbnail, visual_features
 
 # Stored with every feature row; bump it when any extractor's output changes, so the incremental
 # job decodes every video again instead of mixing old and new features.
-EXTRACTOR_VERSION = "3"  # 2: video decoded with skip_frame=noref (decode.SKIP_FRAME)
+EXTRACTOR_VERSION = "4"  # 2: video decoded with skip_frame=noref (decode.SKIP_FRAME)
 # 3: an upload cut short is quarantined as truncated (decode._check_complete), not decoded in part
+# 4: the decode skips the deblocking filter (decode.SKIP_LOOP_FILTER; visual features move by up
+#    to 0.033, tests/test_feature_reference.py) and reads the header from its own log, no
+#    ffprobe (durations to the centisecond)
 THUMBNAIL_SIDE = 16
 FRAME_SIZE = (112, 112)  # (width, height) of the sampled frames every extractor reads
 

@@ -42,17 +42,33 @@ def _check(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.uint8, copy=False)
 
 
+def _bin_lookup(bins: int, of_range: int) -> np.ndarray:
+    """Bin of each 8-bit value: value * bins // 256 (saturation and value)."""
+    return np.arange(256, dtype=np.int64) * bins // of_range
+
+
+# OpenCV hue is 0..179; shift by half a bin so reds on both sides of 0 share bin 0. Computed once
+# for all 256 byte values with the float32 arithmetic the per-pixel version used.
+_HUE_BIN = ((np.arange(256, dtype=np.float32) + 90.0 / HUE_BINS) % 180.0
+            * HUE_BINS / 180.0).astype(np.int64)
+_SAT_BIN, _VAL_BIN = _bin_lookup(SAT_BINS, 256), _bin_lookup(VAL_BINS, 256)
+
+
+def _binned(values: np.ndarray, lookup: np.ndarray, bins: int) -> np.ndarray:
+    """Counts of uint8 `values` per bin: a 256-bin count of the bytes, then summed by bin (the
+    same counts as binning every pixel, without converting every pixel)."""
+    per_byte = np.bincount(values, minlength=256)
+    return np.bincount(lookup, weights=per_byte, minlength=bins + 1)[:bins]
+
+
 def _hsv_hist(hsv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hue (chromatic pixels only), saturation and value histograms as pixel shares."""
     h, s, v = (hsv[..., i].ravel() for i in range(3))
     n = h.size
-    # OpenCV hue is 0..179; shift by half a bin so reds on both sides of 0 share bin 0.
-    shifted = (h.astype(np.float32) + 90.0 / HUE_BINS) % 180.0
     chromatic = (s >= _MIN_CHROMA) & (v >= _MIN_CHROMA)
-    hue = np.bincount((shifted[chromatic] * HUE_BINS / 180.0).astype(np.int64),
-                      minlength=HUE_BINS)[:HUE_BINS] / n
-    sat = np.bincount(s.astype(np.int64) * SAT_BINS // 256, minlength=SAT_BINS) / n
-    val = np.bincount(v.astype(np.int64) * VAL_BINS // 256, minlength=VAL_BINS) / n
+    hue = _binned(h[chromatic], _HUE_BIN, HUE_BINS) / n
+    sat = _binned(s, _SAT_BIN, SAT_BINS) / n
+    val = _binned(v, _VAL_BIN, VAL_BINS) / n
     return hue, sat, val
 
 

@@ -271,13 +271,39 @@ def test_demuxer_allow_list_refuses_playlists_even_unsniffed(clips, tmp_path, mo
 
 
 def test_decode_command_is_restricted(clips):
-    meta = probe(clips["testsrc"])
-    args = decode_module._decode_args(clips["testsrc"], meta, 1.0, (112, 112), 22050,
-                                      DecodeLimits(), 5)
+    limits = DecodeLimits()
+    args = decode_module._decode_args(clips["testsrc"], 1.0, (112, 112), 22050, limits, 5)
     joined = " ".join(args)
     assert "-protocol_whitelist file" in joined
-    assert f"-format_whitelist {meta.format_name}" in joined
-    assert "-t 600" in joined and "-frames:v 64" in joined and "pipe:5" in joined
+    assert f"-format_whitelist {decode_module.ALLOWED_DEMUXERS}" in joined
+    assert f"-max_pixels {limits.max_pixels}" in joined
+    assert "-t 600" in joined and "pipe:5" in joined and "[0:V:0]" in joined
+    assert all(isinstance(a, str) for a in args)  # an argument list, never a shell line
+    # Without audio ffmpeg stops at the frame cap; with audio the frames past it are counted.
+    silent = " ".join(decode_module._decode_args(clips["testsrc"], 1.0, (112, 112), 22050,
+                                                 limits, None))
+    assert "-frames:v 64" in silent and "-frames:v" not in joined
+
+
+def test_header_comes_from_the_decode_not_ffprobe(clips, monkeypatch):
+    # One process per file: the decode's own log gives the header that ffprobe used to read.
+    started = []
+    real_popen = decode_module.subprocess.Popen
+
+    def popen(args, *a, **k):
+        started.append(args[0])
+        return real_popen(args, *a, **k)
+
+    monkeypatch.setattr(decode_module.subprocess, "Popen", popen)
+    monkeypatch.setattr(decode_module.subprocess, "run", None)  # ffprobe ran through run()
+    d = decode(clips["testsrc"])
+    assert started == ["ffmpeg"]
+    m = d.meta
+    assert (m.format_name, m.width, m.height, m.fps) == ("mov,mp4,m4a,3gp,3g2,mj2", 160, 120, 25.0)
+    assert (m.vcodec, m.acodec, m.video_index, m.audio_index) == ("h264", "aac", 0, 1)
+    # A file without audio needs a second start: the first one's audio output had no stream.
+    started.clear()
+    assert decode(clips["no_audio"]).audio is None and started == ["ffmpeg", "ffmpeg"]
 
 
 # ---- resolving catalog uris --------------------------------------------------------------------
@@ -625,3 +651,45 @@ def test_no_pipeline_code_calls_a_shell():
                         for k in node.keywords):
                     offenders.append(f"{path.name}:{node.lineno} {name}")
     assert not offenders
+
+
+# ---- the header from the decode's own log ------------------------------------------------------
+
+HEADER_LOG = """[info] Input #0, matroska,webm, from 'file:/m/a.webm':
+[info]   Metadata:
+[info]     DURATION        : 00:09:59.000000000
+[info]   Duration: N/A, start: 0.000000, bitrate: N/A
+[info]   Stream #0:0(eng): Video: vp9 (Profile 0), yuv420p(tv, bt709), 1280x720, SAR 1:1 DAR 16:9, 14.99 fps, 14.99 tbr, 1k tbn (default)
+[info]     Metadata:
+[info]       DURATION        : 00:00:04.860000000
+[info]   Stream #0:1(eng): Audio: opus, 48000 Hz, stereo, fltp (default)
+[info]   Stream #0:2: Video: mjpeg (Baseline), yuvj420p(pc), 600x600 [SAR 1:1 DAR 1:1], 90k tbr, 90k tbn (attached pic)
+[info] Stream mapping:
+[matroska,webm @ 0x55d0c0a3b740] [error] File ended prematurely
+To be continued on the next line
+[h264 @ 0x1] [IMGUTILS @ 0x7ffe] [warning] not an error
+"""
+
+
+def test_header_and_errors_are_read_from_the_log():
+    from features.ffmpeg_log import error_lines, parse_header
+
+    header = parse_header(HEADER_LOG)
+    assert header.format_name == "matroska,webm" and header.duration_s == 0.0
+    video, audio = header.video(), header.audio()
+    assert (video.index, video.codec, video.width, video.height, video.fps) == (0, "vp9", 1280, 720, 14.99)
+    assert video.tags == {"DURATION": "00:00:04.860000000"}  # the stream's, not the file's tag
+    assert (audio.index, audio.codec) == (1, "opus")
+    assert header.streams[2].attached_pic and header.streams[2].fps == 90000.0
+    assert error_lines(HEADER_LOG) == ("[matroska,webm @ 0x55d0c0a3b740] File ended prematurely\n"
+                                       "To be continued on the next line")
+    assert parse_header("[error] file:x: Invalid data found when processing input") is None
+
+
+def test_a_file_name_cannot_forge_header_lines(clips, tmp_path):
+    # ffmpeg prints the input's name as it is: a name with line breaks must not add header lines.
+    forged = tmp_path / "a.mp4':\n  Duration: 09:00:00.00, start: 0.000000\n  Stream #0:9: Video: x"
+    forged.write_bytes(clips["testsrc"].read_bytes())
+    d = decode(forged)
+    assert d.meta.duration_s == pytest.approx(3.0, abs=0.05)
+    assert (d.meta.vcodec, d.meta.video_index, len(d.frames)) == ("h264", 0, 3)
