@@ -23,6 +23,7 @@ SUMMARY_FIELDS = (
     ("rows_published", "publish", "rows_published"),
     ("videos", "ingest", "videos"),
     ("interactions_valid", "ingest", "interactions_valid"),
+    ("interactions_expired", "ingest", "interactions_expired"),
     ("model_version", "publish", "model_version"),
     ("delta_version", "publish", "delta_version"),
 )
