@@ -47,7 +47,7 @@ def test_pseudonymisation_without_a_key_stops_before_any_work(tmp_path, key_sett
     env = {"VREC_PSEUDONYMISE": "1", "VREC_PSEUDONYM_KEY_FILE": "", "VREC_PSEUDONYM_KEY_CONN_ID": ""}
     for name, value in key_setting.items():
         env[name] = {"EMPTY": str(tmp_path / "empty.key"), "MISSING": str(tmp_path / "nope.key")}[value]
-    for module in ("jobs.run_nightly", "jobs.ingest"):
+    for module in ("jobs.run_nightly", "jobs.ingest", "jobs.erase_users"):
         done = run(module, "--warehouse", str(wh.root), "--run-date", RUN_DATE, **env)
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert done.returncode == 1, (module, done.stderr[-2000:])
