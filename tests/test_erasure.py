@@ -97,3 +97,43 @@ def test_after_a_deletion_request_and_one_night_no_trace_of_the_users_is_left(tm
     done = run("jobs.rollback", "--warehouse", str(wh.root), "--to-date", RUN_DATE)
     assert done.returncode == 1 and "no lists published for 2026-11-20" in done.stderr.splitlines()[-1]
     assert set(table.to_pandas()["run_date"].astype(str)) == {NEXT_DATE}
+
+
+def test_erasure_cuts_the_history_of_a_serving_table_on_s3(s3_server, monkeypatch):
+    """On S3 too, no object of the table (data file, log entry, checkpoint) names the user afterwards."""
+    import boto3
+    from deltalake import CommitProperties, write_deltalake
+
+    from jobs.plumbing.table_location import TableLocation
+
+    bucket, erased_user = "vrec-erasure", "user-erase-me-7781"
+    s3_server.create_bucket(bucket)
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    location = TableLocation.parse(f"s3://{bucket}/serving/recommendations")
+    for night_number in range(3):
+        lists = pa.table({"user_id": [erased_user, "user-keep-0001"], "rank": [1, 1],
+                          "video_id": [f"v{night_number}", "v9"]})
+        write_deltalake(location.uri, lists, mode="overwrite", storage_options=location.storage_options,
+                        commit_properties=CommitProperties(custom_metadata={"run_date": f"2026-11-2{night_number}"}))
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+
+    def objects_naming_the_user() -> list[str]:
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        found = []
+        for key in keys:
+            data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            text = data.decode("latin-1")
+            if key.endswith(".parquet"):
+                text += "\n".join(str(v) for c in pq.read_table(pa.BufferReader(data)).columns for v in c.to_pylist())
+            if erased_user in text:
+                found.append(key)
+        return found
+
+    assert objects_naming_the_user()
+    result = erasure.erase_from_delta_table(location, {erased_user})
+    assert result["rows"] == 1 and result["versions_cut"] == 3
+    assert objects_naming_the_user() == []
+    table = location.delta_table()
+    assert table.to_pyarrow_table().to_pylist() == [{"user_id": "user-keep-0001", "rank": 1, "video_id": "v9"}]
+    assert table.metadata().configuration["delta.logRetentionDuration"] == "interval 30 days"
