@@ -31,6 +31,20 @@ def test_run_files_are_scrubbed_without_touching_other_values(tmp_path):
     assert json.loads((runs / "train.json").read_text()) == {"users": 3}
 
 
+def test_a_numeric_id_found_only_in_numbers_changes_nothing_and_empty_tables_are_fine(tmp_path):
+    """MovieLens' ids are numbers: `943` in a counter is not user 943 (found by the real-data run)."""
+    runs = tmp_path / "runs" / RUN_DATE
+    runs.mkdir(parents=True)
+    (runs / "ingest.json").write_text(json.dumps({"users": 943, "videos": 1682}))
+    assert erasure.scrub_run_files(tmp_path / "runs", {"943"}) == 0
+    assert json.loads((runs / "ingest.json").read_text()) == {"users": 943, "videos": 1682}
+    empty = tmp_path / "rejected_rows" / RUN_DATE
+    empty.mkdir(parents=True)
+    pq.write_table(pa.table({"reason": pa.array([], pa.string()), "_raw": pa.array([], pa.string())}),
+                   empty / "part-00000.parquet")
+    assert erasure.erase_from_raw_rows(tmp_path / "rejected_rows", {"943"}) == 0
+
+
 def test_landing_files_of_every_format_lose_only_the_users_rows(tmp_path):
     erased = {"user-erase-me-7781"}
     csv_file = tmp_path / "a.csv"

@@ -101,6 +101,8 @@ def _table_directories(root: Path):
 def _rewrite_table(directory: Path, keep) -> int:
     """Rewrite the table in `directory` with the rows where `keep(table)` is true; rows removed."""
     table = read_table(directory)
+    if not table.num_rows:
+        return 0
     mask = pc.fill_null(keep(table), True)
     removed = table.num_rows - (pc.sum(mask).as_py() or 0)
     if removed:
@@ -123,7 +125,7 @@ def erase_from_raw_rows(root: Path, erased: set[str]) -> int:
     """Remove the rejected-row records whose raw landing row (`_raw`, JSON) names an erased user."""
     def keep(table: pa.Table):
         raws = table["_raw"].to_pylist() if "_raw" in table.column_names else [None] * table.num_rows
-        return pa.array([not _names_user(raw, erased) for raw in raws])
+        return pa.array([not _names_user(raw, erased) for raw in raws], pa.bool_())
 
     return sum(_rewrite_table(directory, keep) for directory in list(_table_directories(root)))
 
@@ -199,9 +201,15 @@ def scrub_run_files(runs: Path, erased: set[str]) -> int:
             continue
         text = data.decode("utf-8", errors="replace")
         try:
-            scrubbed = json.dumps(_scrub_json(json.loads(text), pattern), indent=1, sort_keys=True) + "\n"
+            document = json.loads(text)
+            scrubbed_document = _scrub_json(document, pattern)
+            if scrubbed_document == document:    # the bytes matched a number or a longer word only
+                continue
+            scrubbed = json.dumps(scrubbed_document, indent=1, sort_keys=True) + "\n"
         except json.JSONDecodeError:
             scrubbed = pattern.sub(ERASED, text)
+            if scrubbed == text:
+                continue
         tmp = path.with_name(f".{path.name}.erasing")
         tmp.write_text(scrubbed)
         os.replace(tmp, path)
