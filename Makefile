@@ -22,7 +22,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: dist cluster help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-load bench-sparse show clean
+.PHONY: dist cluster help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-load bench-sparse bench-privacy show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
@@ -114,6 +114,10 @@ bench-training: install
 bench-scoring: install
 	$(PY) -m jobs.bench.bench_scoring --out $(BENCH_DIR)/scoring.json
 	$(PY) -m jobs.bench.bench_scoring --spark --out $(BENCH_DIR)/scoring_spark.json
+
+# MovieLens-100k nights with the privacy settings off and on, alternately, two rounds (~10 min idle).
+bench-privacy: install
+	$(PY) -m jobs.bench.bench_privacy --rounds 2 --out $(BENCH_DIR)/privacy.json
 
 # Every nightly stage on a generated landing zone, wall time and peak process-tree memory per stage.
 # Not part of `bench`: at the default size (1,000,000 interactions, 200,000 users, 50,000 videos)

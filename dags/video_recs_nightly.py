@@ -7,6 +7,7 @@ lists per user out.
 | task | what it does |
 |---|---|
 | `package` | the project archive (`jobs/ features/ models/ sql/`) that the Spark stages ship to executors (`py_files`) |
+| `erase_users` | the deletion requests in `landing/deletion_requests/`: the users' rows out of the landing files, every table and model, the serving table's history cut |
 | `ingest` | Spark: landing catalog and interactions -> tables; bad rows set aside with a reason |
 | `extract_features` | Spark: one ffmpeg decode per new or changed video -> visual, MFCC and text features |
 | `validate_features` | Great Expectations suite over the feature table (types, ranges, coverage) |
@@ -24,6 +25,12 @@ S3 via VREC_SERVING_TABLE), `top_n`, `full_refresh`
 Spark stages run where the `spark_default` connection points (`local[*]`, a standalone master, YARN,
 Kubernetes); executors import the project only from the archive the `package` task built. Every stage is idempotent for its run date
 (`{{ ds }}`).
+
+Privacy settings come from the workers' environment, not params, because they must hold for every
+night alike (README, "Privacy"): `VREC_PSEUDONYMISE=1` with `VREC_PSEUDONYM_KEY_FILE` or
+`VREC_PSEUDONYM_KEY_CONN_ID` (user ids become keyed pseudonyms at ingest; without the key every
+task fails before any work), and `VREC_INTERACTION_RETENTION_DAYS` (interactions older than that
+many days are dropped at ingest; unset: kept).
 """
 
 from __future__ import annotations
@@ -158,6 +165,7 @@ with DAG(
         task_id="package",
         bash_command=f'"{PYTHON}" -m jobs.package --out "$VREC_WAREHOUSE/runs/$VREC_RUN_DATE/dist"',
         env=STAGE_ENV, append_env=True, cwd=str(PROJECT_ROOT))
+    erase_users = python_stage("erase_users")
     ingest = spark_stage("ingest")
     extract_features = spark_stage(
         "extract_features", ["{{ '--full-refresh' if params.full_refresh else '--no-full-refresh' }}"],
@@ -175,4 +183,4 @@ with DAG(
     publish = python_stage("publish", '--top-n "$VREC_TOP_N"', outlets=[RECOMMENDATIONS])
     report = python_stage("report")
 
-    package >> ingest >> extract_features >> validate_features >> train >> evaluate >> score >> publish >> report
+    package >> erase_users >> ingest >> extract_features >> validate_features >> train >> evaluate >> score >> publish >> report

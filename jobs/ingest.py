@@ -15,14 +15,22 @@ an unreadable `ts` is set aside as `bad_timestamp`; an interaction at any time u
 date is kept, year 0001 too (it sorts first in its user's history); one after it is `after_run_date`.
 A catalog row with an unreadable `published_at` or `updated_at` is kept with that time NULL, and counted
 by column in the `catalog_bad_timestamps` counter.
+
+Privacy (jobs/plumbing/privacy.py): with `VREC_PSEUDONYMISE=1` every user id is replaced by its keyed
+pseudonym as the landing files are read, before anything is written (the rejected rows' raw JSON
+included). With `VREC_INTERACTION_RETENTION_DAYS=N`, interactions before 00:00 UTC of the day N days
+before the run date are dropped (counted in `interactions_expired`), and so are the rejected-row
+records of run dates before that day.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
 import sys
 from pathlib import Path
 
-from jobs.plumbing import config
+from jobs.plumbing import config, privacy
 from jobs.plumbing.sql import load_sql, timestamp_expr
 from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
 from jobs.plumbing.tables import write_spark_table
@@ -89,11 +97,12 @@ def _as_text(df, name: str, nanoseconds: set[str]):
     return column.cast("string")
 
 
-def read_landing(spark, directory: Path, columns: tuple[str, ...]):
+def read_landing(spark, directory: Path, columns: tuple[str, ...], pseudonym_key: bytes | None = None):
     """All landing files of one kind as one DataFrame of string columns, plus provenance columns.
 
     Every expected column is present (NULL where a file lacks it); list-valued columns (tags) are
-    joined with `|`; `_raw` keeps the original row as JSON for the rejected-rows table.
+    joined with `|`; `_raw` keeps the original row as JSON for the rejected-rows table. With a
+    `pseudonym_key`, `user_id` holds pseudonyms, in `_raw` too.
     """
     from pyspark.sql import functions as F
 
@@ -101,6 +110,9 @@ def read_landing(spark, directory: Path, columns: tuple[str, ...]):
     for path in landing_files(directory):
         df = _read_one(spark, path)
         nanoseconds = _nanosecond_columns(path)
+        if pseudonym_key is not None and config.USER_ID in df.columns:
+            user_ids = _as_text(df, config.USER_ID, nanoseconds)
+            df = df.withColumn(config.USER_ID, privacy.pseudonym_column(user_ids, pseudonym_key))
         original = [c for c in df.columns if c != "_corrupt_record"]
         raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original])) if original else F.lit(None)
         selected = []
@@ -119,14 +131,41 @@ def read_landing(spark, directory: Path, columns: tuple[str, ...]):
     return result
 
 
+def retention_cutoff(run_date: str, retention_days: int) -> dt.datetime:
+    """The first instant kept: 00:00 UTC of the day `retention_days` before the run date."""
+    day = dt.date.fromisoformat(run_date) - dt.timedelta(days=retention_days)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+def drop_expired_rejected_rows(wh: config.Warehouse, cutoff: dt.datetime) -> int:
+    """Delete the rejected-row records of run dates before the cutoff; how many run dates."""
+    if not wh.rejected_rows.is_dir():
+        return 0
+    expired = []
+    for directory in wh.rejected_rows.iterdir():
+        try:
+            if dt.date.fromisoformat(directory.name) < cutoff.date():
+                expired.append(directory)
+        except ValueError:   # not a run date's directory
+            continue
+    for directory in expired:
+        shutil.rmtree(directory)
+    return len(expired)
+
+
 def ingest(spark, wh: config.Warehouse, run_date: str,
            max_bad_row_share: float = config.DEFAULT_MAX_BAD_ROW_SHARE) -> dict:
     from pyspark.sql import functions as F
 
+    try:
+        settings = privacy.load_settings()
+    except privacy.PrivacySettingError as err:
+        raise StageError(STAGE, str(err)) from err
+
     catalog_raw = read_landing(spark, wh.landing_catalog, CATALOG_COLUMNS)
     if catalog_raw is None:
         raise StageError(STAGE, f"no catalog files (csv, jsonl, parquet) in {wh.landing_catalog}")
-    interactions_raw = read_landing(spark, wh.landing_interactions, INTERACTION_COLUMNS)
+    interactions_raw = read_landing(spark, wh.landing_interactions, INTERACTION_COLUMNS, settings.key)
     if interactions_raw is None:
         raise StageError(STAGE, f"no interaction files (csv, jsonl, parquet) in {wh.landing_interactions}")
 
@@ -168,7 +207,15 @@ def ingest(spark, wh: config.Warehouse, run_date: str,
 
     write_spark_table(catalog, wh.catalog, run_date)
     valid = valid.cache()
-    write_spark_table(valid, wh.interactions, run_date)
+    valid_count = valid.count()
+    kept, expired, rejected_runs_expired = valid, 0, 0
+    if settings.interaction_retention_days is not None:
+        cutoff = retention_cutoff(run_date, settings.interaction_retention_days)
+        kept = valid.where(F.col(config.TS) >= F.lit(cutoff))
+        rejected_runs_expired = drop_expired_rejected_rows(wh, cutoff)
+    write_spark_table(kept, wh.interactions, run_date)
+    if kept is not valid:
+        expired = valid_count - kept.count()
     counters = {
         "catalog_rows_read": catalog_raw.count(),
         "catalog_rows_rejected": catalog_rejected.count(),
@@ -177,8 +224,10 @@ def ingest(spark, wh: config.Warehouse, run_date: str,
         "interactions_read": interactions_read,
         "interactions_rejected": bad,
         "interactions_after_run_date": after_run_date,
-        "interactions_valid": valid.count(),
-        "users": valid.select(config.USER_ID).distinct().count(),
+        "interactions_valid": valid_count - expired,
+        "interactions_expired": expired,
+        "rejected_row_runs_expired": rejected_runs_expired,
+        "users": kept.select(config.USER_ID).distinct().count(),
         "rejected_reasons": {k: v for k, v in counts.items() if k is not None},
     }
     for df in (catalog_raw, catalog, checked, valid):

@@ -23,6 +23,10 @@ SUMMARY_FIELDS = (
     ("rows_published", "publish", "rows_published"),
     ("videos", "ingest", "videos"),
     ("interactions_valid", "ingest", "interactions_valid"),
+    ("interactions_expired", "ingest", "interactions_expired"),
+    ("deletion_requests", "erase_users", "deletion_requests"),
+    ("deletion_request_sha256", "erase_users", "deletion_request_sha256"),
+    ("users_erased", "erase_users", "users_erased"),
     ("model_version", "publish", "model_version"),
     ("delta_version", "publish", "delta_version"),
 )
@@ -32,7 +36,8 @@ def run_summary(wh: config.Warehouse, run_date: str) -> dict:
     counters = read_counters(wh, run_date)
     summary = {"run_date": run_date}
     for key, stage, name in SUMMARY_FIELDS:
-        summary[key] = counters.get(stage, {}).get(name, 0 if key not in ("model_version", "delta_version") else None)
+        default = [] if key == "deletion_request_sha256" else None if key in ("model_version", "delta_version") else 0
+        summary[key] = counters.get(stage, {}).get(name, default)
     return summary
 
 

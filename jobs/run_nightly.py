@@ -23,6 +23,7 @@ from jobs.plumbing.stage import (StageError, add_serving_table_argument, base_pa
 
 def _stages(args, wh: config.Warehouse):
     """(name, callable) for each stage, in order; Spark starts only when a Spark stage needs it."""
+    from jobs.erase_users import erase_users
     from jobs.evaluate import evaluate_run
     from jobs.extract_features import extract
     from jobs.ingest import ingest
@@ -34,6 +35,7 @@ def _stages(args, wh: config.Warehouse):
 
     limits = config.decode_limits(timeout_s=args.decode_timeout_s)
     return [
+        ("erase_users", lambda: erase_users(wh, args.run_date)),
         ("ingest", lambda: ingest(get_spark("vrec-nightly"), wh, args.run_date, args.max_bad_row_share)),
         ("extract_features", lambda: extract(get_spark("vrec-nightly"), wh, args.run_date,
                                              full_refresh=args.full_refresh, limits=limits)),

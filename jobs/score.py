@@ -126,8 +126,11 @@ def _write_spark_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray
 
 
 def _lookup(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The model's index of each id (-1: unknown); erased users' entries (NULL) match nothing."""
     import pandas as pd
-    return pd.Index(trained_ids).get_indexer(ids).astype(np.int64)
+    known = np.flatnonzero(pd.notna(trained_ids))
+    found = pd.Index(trained_ids[known]).get_indexer(ids)
+    return np.where(found >= 0, known[found], -1).astype(np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:

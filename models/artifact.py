@@ -95,3 +95,24 @@ def load_artifact(models_dir: Path, version: str) -> ModelArtifact:
     return ModelArtifact(version, model, stats, np.asarray(items["video_id"].to_pylist(), object),
                          np.asarray(items["warm"].to_pylist(), bool),
                          np.asarray(users["user_id"].to_pylist(), object), document, ranker)
+
+
+def erase_users(source: Path, user_ids: set[str]) -> int:
+    """Remove users from a saved model: their ids in `users.parquet` become NULL and their rows of
+    the user embedding are zeroed, so nothing in the artifact is theirs any more (scoring treats
+    them as users the model has never seen). The version name is kept. Returns how many users."""
+    users = pq.read_table(source / "users.parquet")
+    ids = users["user_id"].to_pylist()
+    rows = [i for i, user_id in enumerate(ids) if user_id is not None and user_id in user_ids]
+    if not rows:
+        return 0
+    state = torch.load(source / "model.pt", map_location="cpu", weights_only=True)
+    state["user_id.weight"][rows] = 0.0
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    (source / "model.pt.erasing").write_bytes(buffer.getvalue())
+    (source / "model.pt.erasing").replace(source / "model.pt")
+    kept = [None if i in set(rows) else user_id for i, user_id in enumerate(ids)]
+    pq.write_table(pa.table({"user_id": pa.array(kept, pa.string())}), source / "users.parquet.erasing")
+    (source / "users.parquet.erasing").replace(source / "users.parquet")
+    return len(rows)

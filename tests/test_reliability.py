@@ -36,7 +36,7 @@ def can_mount_tmpfs() -> bool:
 
 
 # Each DAG task runs one of these CLIs; all of them check the warehouse before any work.
-DAG_STAGES = ["ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish"]
+DAG_STAGES = ["erase_users", "ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish"]
 
 
 def test_unwritable_warehouse_fails_before_any_work_naming_the_path(tmp_path):

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from jobs.plumbing import config
+from jobs.plumbing import config, privacy
 from jobs.plumbing.dist import SHIPPED_PACKAGES
 from jobs.plumbing.table_location import TableLocation
 
@@ -93,7 +93,12 @@ def read_counters(wh: config.Warehouse, run_date: str) -> dict[str, dict]:
 
 
 def preflight(wh: config.Warehouse) -> None:
-    """Fail before any work when the warehouse cannot be written or has too little space left."""
+    """Fail before any work when a privacy setting is missing (a pseudonymisation without its key),
+    or the warehouse cannot be written or has too little space left."""
+    try:
+        privacy.load_settings()   # a pseudonymisation without its key, or a bad retention, stops here
+    except privacy.PrivacySettingError as err:
+        raise StageError("preflight", str(err)) from err
     for directory in (wh.root / "tables", wh.root / "runs"):
         probe = directory / f".write-probe-{os.getpid()}"
         try:
