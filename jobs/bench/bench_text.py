@@ -120,7 +120,7 @@ def run(sets: dict[str, list[str]], rounds: int, threads: int) -> dict:
     total = {p: tuple(sum(best[name][p][i] for name in sets) for i in (0, 1)) for p in paths}
     results["all"] = _figures(sum(map(len, sets.values())), total["old"], total["new"])
     results["all"].update(cosine_min=min(results[name]["cosine_min"] for name in sets))
-    return {"new_precision": new.precision, "new_batch_size": 64, "old_batch_size": OLD_BATCH_SIZE,
+    return {"new_precision": new.precision, "new_batch_size": new.batch_size(), "old_batch_size": OLD_BATCH_SIZE,
             "threads": threads, "rounds": rounds, "results": results}
 
 
