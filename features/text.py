@@ -54,23 +54,72 @@ def model_dir() -> Path:
     return path
 
 
-class TextEmbedder:
-    """Normalised all-MiniLM-L6-v2 embeddings; load once per worker, it takes a few seconds."""
+# "auto": bfloat16 where the device multiplies it natively, float32 elsewhere.
+TEXT_PRECISIONS = ("auto", "float32", "bfloat16")
 
-    def __init__(self, device: str = "cpu") -> None:
+
+def native_bfloat16(device: str = "cpu") -> bool:
+    """Whether `device` multiplies bfloat16 matrices in hardware: a CUDA GPU that supports it, or a
+    CPU with AMX tiles or AVX512-BF16 (Intel Sapphire Rapids and later, AMD Zen 4 and later).
+    Elsewhere bfloat16 is emulated and slower than float32."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(check is not None and check() for check in checks)
+
+
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """`precision` with "auto" made concrete for `device`."""
+    if precision not in TEXT_PRECISIONS:
+        raise ValueError(f"text precision {precision!r}: expected one of {', '.join(TEXT_PRECISIONS)}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return precision
+
+
+class TextEmbedder:
+    """Normalised all-MiniLM-L6-v2 embeddings; load once per worker, it takes a few seconds.
+
+    The weights are the model's own; with `precision="bfloat16"` they are held and multiplied in
+    bfloat16 (about 3x faster on a CPU with AMX, cosine above 0.999 with float32 on every text
+    measured), and pooling and normalisation stay in float32. "auto" picks bfloat16 only where the
+    hardware multiplies it natively (`native_bfloat16`). Texts go to the model sorted by length, so
+    a batch pads little (`batch_size`).
+    """
+
+    def __init__(self, device: str = "cpu", precision: str = "auto") -> None:
+        import torch
         from sentence_transformers import SentenceTransformer  # heavy: only when embedding
 
+        self.precision = resolve_precision(precision, device)
         self.model = SentenceTransformer(str(model_dir()), device=device, local_files_only=True)
+        if self.precision == "bfloat16":
+            self.model.to(torch.bfloat16)
 
-    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def batch_size(self) -> int:
+        """64 texts a batch in float32, as before. In bfloat16 the matrix products stop dominating
+        and each small operation's fork and join across torch's threads counts: 128 texts per
+        thread (on 2 threads of a shared 2-core machine 256 ran 2.1x faster than 64; on 1 thread
+        128 cost 9% more CPU than 64)."""
+        import torch
+
+        return 128 * torch.get_num_threads() if self.precision == "bfloat16" else 64
+
+    def embed(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         """float32 (len(texts), TEXT_DIM), unit length; an empty text gives a zero vector, so
         callers must record has_text=False for it rather than trust the vector."""
+        import torch
+
         out = np.zeros((len(texts), TEXT_DIM), dtype=np.float32)
         cleaned = [_clean(t) for t in texts]
         rows = [i for i, t in enumerate(cleaned) if t]
         if rows:
-            vectors = self.model.encode([cleaned[i] for i in rows], batch_size=batch_size,
-                                        normalize_embeddings=True, convert_to_numpy=True,
+            # encode sorts the texts by length before batching and returns them in input order.
+            vectors = self.model.encode([cleaned[i] for i in rows],
+                                        batch_size=batch_size or self.batch_size(),
+                                        normalize_embeddings=False, convert_to_tensor=True,
                                         show_progress_bar=False)
-            out[rows] = np.asarray(vectors, dtype=np.float32)
+            out[rows] = torch.nn.functional.normalize(vectors.float(), dim=1).cpu().numpy()
         return out

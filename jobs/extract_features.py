@@ -53,7 +53,9 @@ WORKER_CATALOG_COLUMNS = ("video_id", "uri", "title", "description", "tags")
 RETRY_REASONS = {"timeout"}
 
 
-# Part of the text hash: a different embedding model must embed every text again.
+# Part of the text hash: a different embedding model must embed every text again. The precision
+# is not: bfloat16 and float32 vectors of a text agree to a cosine above 0.999 (tests/test_text_embedding.py),
+# so a table may mix them and a change of precision re-embeds nothing.
 TEXT_MODEL = "all-MiniLM-L6-v2"
 _text_embedder = None
 
@@ -62,13 +64,21 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(f"{TEXT_MODEL}\n{text}".encode()).hexdigest()
 
 
-def text_embedder():
-    """One embedder per Python worker: Spark reuses workers, and loading takes seconds."""
+def text_embedder(precision: str = config.DEFAULT_TEXT_PRECISION):
+    """One embedder per Python worker: Spark reuses workers, and loading takes seconds. Inside a
+    Spark task torch gets the task's cores (`spark.task.cpus`), not one thread per core of the
+    machine: with a task on every core those would oversubscribe it."""
     global _text_embedder
-    if _text_embedder is None:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    if context is not None:
+        import torch
+        torch.set_num_threads(max(1, context.cpus()))
+    if _text_embedder is None or _text_embedder[0] != precision:
         from features.text import TextEmbedder
-        _text_embedder = TextEmbedder()
-    return _text_embedder
+        _text_embedder = (precision, TextEmbedder(precision=precision))
+    return _text_embedder[1]
 
 
 def _text_or_none(value) -> str | None:
@@ -114,7 +124,8 @@ def _media_row(row, media_roots, limits, fps: float, full_refresh: bool,
 
 
 def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bool,
-                      encoder: FrameEncoderSpec | None = None):
+                      encoder: FrameEncoderSpec | None = None,
+                      text_precision: str = config.DEFAULT_TEXT_PRECISION):
     """mapInPandas body: one output row per catalog row of the partition."""
     import pandas as pd
 
@@ -133,7 +144,7 @@ def extract_partition(batches, media_roots, limits, fps: float, full_refresh: bo
             rows.append(out)
         to_embed = [r for r in rows if not r["text_reused"]]
         if to_embed:
-            vectors = text_embedder().embed([r["_text"] for r in to_embed])
+            vectors = text_embedder(text_precision).embed([r["_text"] for r in to_embed])
             for r, vector in zip(to_embed, vectors):
                 r["text_embedding"] = vector.astype("float32") if r["has_text"] else None
         yield pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
@@ -192,13 +203,20 @@ def _previous_columns(previous, names) -> list:
 
 def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = False, fps: float = 1.0,
             limits: DecodeLimits | None = None, partitions: int | None = None,
-            frame_encoder: str | None = config.DEFAULT_FRAME_ENCODER) -> dict:
-    """Run the stage; `frame_encoder` is a TorchScript file path, or None/empty for none."""
+            frame_encoder: str | None = config.DEFAULT_FRAME_ENCODER,
+            text_precision: str = config.DEFAULT_TEXT_PRECISION) -> dict:
+    """Run the stage; `frame_encoder` is a TorchScript file path, or None/empty for none;
+    `text_precision` is one of features.text.TEXT_PRECISIONS ("auto": decided on each executor)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from features.text import TEXT_PRECISIONS
+
     # Checked before anything else: a bad encoder file is one clear error, not a failure per video.
     encoder = check_frame_encoder(frame_encoder, STAGE) if frame_encoder else None
+    if text_precision not in TEXT_PRECISIONS:
+        raise StageError(STAGE, f"text precision {text_precision!r} (VREC_TEXT_PRECISION or --text-precision): "
+                                f"expected one of {', '.join(TEXT_PRECISIONS)}")
     if not wh.catalog.exists():
         raise StageError(STAGE, f"no catalog table at {wh.catalog}; run ingest first")
     restore_interrupted_swap(wh.video_features)
@@ -222,7 +240,8 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
     catalog = catalog.join(spark.createDataFrame(bins, "video_id string, media_bin int"), "video_id", "left")
     # Persisted so that the decode runs once, for both the counters and the table.
     extracted = catalog.repartitionByRange(partitions, "media_bin").drop("media_bin").mapInPandas(
-        lambda batches: extract_partition(batches, media_roots, limits, fps, full_refresh, encoder), FEATURE_SCHEMA
+        lambda batches: extract_partition(batches, media_roots, limits, fps, full_refresh, encoder,
+                                           text_precision), FEATURE_SCHEMA
     ).persist(StorageLevel.MEMORY_AND_DISK)
     statuses = {r["media_status"]: r["n"] for r in
                 extracted.groupBy("media_status").agg(F.count("*").alias("n")).collect()}
@@ -280,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-encoder", metavar="PATH", default=config.DEFAULT_FRAME_ENCODER,
                         help="TorchScript frame encoder whose mean-pooled output becomes the "
                              "frame_embedding column ('' for none; default: $VREC_FRAME_ENCODER)")
+    parser.add_argument("--text-precision", default=config.DEFAULT_TEXT_PRECISION,
+                        help="arithmetic of the text embedding: auto (bfloat16 where the hardware has it), "
+                             "float32 or bfloat16 (default: $VREC_TEXT_PRECISION or auto)")
     args = parser.parse_args(argv)
 
     def body(wh: config.Warehouse) -> dict:
@@ -287,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         limits = config.decode_limits(timeout_s=args.decode_timeout_s, max_duration_s=args.max_duration_s)
         return extract(get_spark("vrec-extract-features"), wh, args.run_date,
                        full_refresh=args.full_refresh, fps=args.fps, limits=limits,
-                       frame_encoder=args.frame_encoder or None)
+                       frame_encoder=args.frame_encoder or None, text_precision=args.text_precision)
 
     return run_stage(STAGE, args.warehouse, body)
 

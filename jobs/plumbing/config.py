@@ -102,6 +102,9 @@ DEFAULT_SEED = int(_env("SEED", "7"))
 # (n, 3, H, W) frames in [0, 1] to one output per frame. Empty: no `frame_embedding` column values.
 # The file's SHA-256 is stored with each feature row; a different file re-extracts every video.
 DEFAULT_FRAME_ENCODER = _env("FRAME_ENCODER", "") or None
+# The text embedding's arithmetic (features.text.TEXT_PRECISIONS): "auto" is bfloat16 on hardware
+# that multiplies it natively (CPUs with AMX or AVX512-BF16, recent GPUs), float32 elsewhere.
+DEFAULT_TEXT_PRECISION = _env("TEXT_PRECISION", "auto") or "auto"
 
 
 # Environment overrides of the decoder's bounds; the bounds and their defaults live with the

@@ -1,0 +1,96 @@
+"""The text embedder's faster arithmetic against the float32 model it replaces, on real titles.
+
+The reference is sentence-transformers itself as the stage used it before (float32 weights,
+normalised by the library), not features.text: each text's new vector must have a cosine of at
+least 0.99 with it, which is what lets the text hash stay as it was (jobs/extract_features.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from features.text import (TEXT_DIM, TEXT_PRECISIONS, TextEmbedder, model_dir, native_bfloat16, resolve_precision,
+                           video_text)
+
+MIN_COSINE = 0.99
+
+
+@pytest.fixture(scope="module")
+def reference_model():
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True)
+
+
+def reference(model, texts: list[str]) -> np.ndarray:
+    return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def bfloat16_embedder() -> TextEmbedder:
+    # Asked for explicitly, so the bfloat16 path is checked on every machine, not only where
+    # "auto" picks it.
+    return TextEmbedder(precision="bfloat16")
+
+
+def movielens_texts(shared_data) -> list[str]:
+    from jobs.datasets.import_dataset import read_movielens_100k
+
+    source = shared_data / "movielens-100k"
+    if not (source / "u.item").is_file():
+        pytest.skip(f"no MovieLens-100k in {source}")
+    catalog = read_movielens_100k(source).catalog
+    return [video_text(title, None, tags) for title, tags in zip(catalog["title"], catalog["tags"])]
+
+
+def demo_texts() -> list[str]:
+    """The 240 videos of `make demo` (make_demo_data's default seed and run date)."""
+    from jobs.datasets.make_demo_data import DEFAULT_RUN_DATE, DEFAULT_SEED, plan_catalog
+
+    catalog_seq, _ = np.random.SeedSequence(DEFAULT_SEED).spawn(2)
+    videos = plan_catalog(np.random.default_rng(catalog_seq), 240, date.fromisoformat(DEFAULT_RUN_DATE))
+    return [video_text(v.title, v.description, v.tags) for v in videos]
+
+
+def assert_close_to_reference(new: np.ndarray, old: np.ndarray, texts: list[str]) -> None:
+    assert new.shape == old.shape == (len(texts), TEXT_DIM) and new.dtype == np.float32
+    assert np.allclose(np.linalg.norm(new, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(new * old, axis=1)
+    worst = int(np.argmin(cosine))
+    assert cosine[worst] >= MIN_COSINE, f"cosine {cosine[worst]:.4f} for {texts[worst]!r}"
+
+
+def test_bfloat16_matches_float32_on_every_movielens_title(shared_data, reference_model, bfloat16_embedder):
+    texts = movielens_texts(shared_data)
+    assert len(texts) == 1682
+    assert_close_to_reference(bfloat16_embedder.embed(texts), reference(reference_model, texts), texts)
+
+
+def test_bfloat16_matches_float32_on_the_demo_catalog(reference_model, bfloat16_embedder):
+    texts = demo_texts()
+    assert len(set(texts)) > 200
+    assert_close_to_reference(bfloat16_embedder.embed(texts), reference(reference_model, texts), texts)
+
+
+def test_default_embedder_matches_float32_and_keeps_input_order(reference_model):
+    """The embedder the stage builds ("auto"), on texts of very different lengths given in an
+    order that length sorting must undo, with empty texts in between."""
+    texts = demo_texts()[:40] + ["Toy Story (1995)", "", "a " * 300, "Heat (1995)\nAction, Crime, Thriller", "  "]
+    embedder = TextEmbedder()
+    assert embedder.precision == ("bfloat16" if native_bfloat16() else "float32")
+    vectors = embedder.embed(texts)
+    present = [i for i, t in enumerate(texts) if t.strip()]
+    assert not vectors[[i for i in range(len(texts)) if i not in present]].any()
+    assert_close_to_reference(vectors[present], reference(reference_model, [texts[i].strip() for i in present]),
+                              [texts[i] for i in present])
+
+
+def test_precision_names():
+    assert resolve_precision("float32") == "float32" and resolve_precision("bfloat16") == "bfloat16"
+    assert resolve_precision("auto") in TEXT_PRECISIONS[1:]
+    with pytest.raises(ValueError, match="int8"):
+        resolve_precision("int8")
