@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 from jobs.plumbing import config
 from jobs.plumbing.tables import read_table
 from tests.conftest import PROJECT_ROOT, offline, project_env
-from tests.serving_contract import check_explanations, check_serving_table, same_genre_share
+from tests.serving_contract import check_explanations, check_serving_table, genre_watched_share, same_genre_share
 
 pytestmark = pytest.mark.slow
 RUN_DATE = "2026-11-20"
@@ -99,10 +99,13 @@ def test_dag_run_publishes_lists_that_meet_the_contract(demo_wh, first_night):
     media = {v for v, info in truth["videos"].items() if info["has_media"]}
 
     # Every published row has its explanation, of the same night; the watched video behind a warm
-    # recommendation is of its genre; a video without media owes nothing to visual or audio.
+    # recommendation is of its genre wherever the user watched that genre at all (this small
+    # catalog's lists reach into genres a user never watched: no `because` can be of their genre;
+    # at the demo's size, tests/test_explanations.py asks for 80% of all warm recommendations);
+    # a video without media owes nothing to visual or audio.
     joined = check_explanations(demo_wh, RUN_DATE)
     warm = set(read_table(demo_wh.interactions, ["video_id"]).to_pandas()["video_id"])
-    assert same_genre_share(joined, genre, warm) >= 0.8
+    assert same_genre_share(joined, genre, warm) >= 0.9 * genre_watched_share(demo_wh, joined, genre, warm)
     text_only = joined[~joined["video_id"].isin(media)]
     assert (text_only["share_visual"] == 0).all() and (text_only["share_audio"] == 0).all()
     assert (joined.loc[joined["video_id"].isin(media), ["share_visual", "share_audio"]].to_numpy() > 0).any()

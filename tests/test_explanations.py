@@ -132,3 +132,40 @@ def test_rollback_moves_both_tables_to_the_same_night(explained):
     assert counters["explanations_restored_version"] == 0
     joined = check_explanations(wh, FIRST_NIGHT)
     assert joined.groupby("user_id").size().eq(5).all()
+
+
+def test_ranker_contributions_sum_to_the_scores_the_lists_were_ranked_by():
+    """The SHAP values are taken on the features the ranker ranked each listed video with (its
+    tower score and its rank among the tower's candidates included): with the expected value they
+    add up to the published score."""
+    import lightgbm as lgb
+
+    from models.candidate_lists import ScoringModel, Users, candidate_lists
+    from models.evaluation import seen_csr
+    from models.explanations import ranker_contributions
+    from models.fit import catalog_features
+    from models.ranker import FEATURES
+    from models.scoring import ItemVectors
+    from models.training import IndexedInteractions
+
+    rng = np.random.default_rng(11)
+    n_users, n_items = 40, 90
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    users, items = unit(rng.normal(size=(n_users, 8))), unit(rng.normal(size=(n_items, 8)))
+    seen = [rng.choice(n_items, 6, replace=False) for _ in range(n_users)]
+    data = IndexedInteractions(np.repeat(np.arange(n_users), 6), np.concatenate(seen).astype(np.int64),
+                               np.ones(6 * n_users, np.float32), np.arange(6 * n_users, dtype=np.float64))
+    features = rng.normal(size=(3000, len(FEATURES)))
+    features[:, FEATURES.index("tower_rank")] = rng.integers(0, 30, 3000)
+    relevance = features[:, 0] - 0.1 * features[:, FEATURES.index("tower_rank")] + features[:, 7]
+    labels = np.digitize(relevance, np.quantile(relevance, [0.5, 0.8, 0.95]))
+    ranker = lgb.LGBMRanker(n_estimators=30, num_leaves=7, min_child_samples=5, verbose=-1)
+    ranker.fit(features, labels, group=[30] * 100, feature_name=list(FEATURES))
+    model = ScoringModel(ItemVectors(items), ranker.booster_,
+                         catalog_features(data, rng.normal(size=(n_items, 4)).astype(np.float32), n_users),
+                         candidates=30)
+    block = Users(users, *seen_csr(data, n_users))
+    best, scores = candidate_lists(model, block, 5)
+    contributions = ranker_contributions(model, block, best)
+    assert (np.abs(contributions[:, FEATURES.index("tower_rank")]) > 0).any()
+    np.testing.assert_allclose(contributions.sum(axis=1).reshape(best.shape), scores, rtol=1e-9, atol=1e-9)
