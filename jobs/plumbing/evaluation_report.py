@@ -106,7 +106,8 @@ def ablation_section(tonight: pd.DataFrame, published_method: str, ranker_used: 
              + "</table>")
     gain = tonight[tonight["method"] == RANKER_GAIN].set_index("metric")["value"].sort_values()
     note = (f"<p>Tonight's published scorer ({html.escape(published_method)}, held-out NDCG@10 "
-            f"{full.get('ndcg@10', float('nan')):.4f}, HR@10 {full.get('hr@10', float('nan')):.4f}) scored again on the "
+            f"{full.get('ndcg@10', float('nan')):.4f}, HR@10 {full.get('hr@10', float('nan')):.4f}) "
+            "scored again on the "
             "same held-out slice with one input removed for every video: its feature blocks and presence flags "
             "zeroed (text; visual: frame features and thumbnail; audio), or, for collaborative, the videos' ID "
             "embeddings. A large drop means the model leans on that input. The re-ranker's gain is its "
