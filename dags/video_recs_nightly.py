@@ -12,9 +12,9 @@ lists per user out.
 | `extract_features` | Spark: one ffmpeg decode per new or changed video -> visual, MFCC and text features |
 | `validate_features` | Great Expectations suite over the feature table (types, ranges, coverage) |
 | `train` | the fused two-tower model and its LightGBM re-ranker (torch; `gpu` pool, CUDA when the worker has it) |
-| `evaluate` | tonight's model against most-popular, item-kNN, ALS and BPR on held-out interactions; metrics table, HTML report, and the gate: a model clearly worse than production is not published |
-| `score` | Spark: top-N per user, seen videos excluded, cold videos from content; in this process (`scoring_engine` `local`) or on the executors (`spark`), the same lists |
-| `publish` | lists validated, then one Delta commit that replaces the previous night's |
+| `evaluate` | tonight's model against most-popular, item-kNN, ALS and BPR on held-out interactions; the modality ablation and the re-ranker's gain; metrics table, HTML report, and the gate: a model clearly worse than production is not published |
+| `score` | Spark: top-N per user, seen videos excluded, cold videos from content; in this process (`scoring_engine` `local`) or on the executors (`spark`), the same lists; then an explanation of each listed video |
+| `publish` | lists and their explanations validated, then one Delta commit of the explanations (`recommendation_explanations`, beside the serving table) and one that replaces the previous night's lists |
 | `report` | the run's counters as one JSON line |
 
 A failed task writes `runs/<ds>/failures/<task_id>.json` in the warehouse (what, when, which try,

@@ -7,10 +7,12 @@ interaction), fits and measures most popular, item-kNN, ALS and BPR, the last th
 tuned on a validation slice of the training data (each user's last training interaction held out
 again), and on small logs (or with VREC_EVAL_SEQUENTIAL=1) the sequential baseline SASRec, its
 epochs chosen on the same validation slice. Writes `tables/model_metrics/<run_date>/` (one row per
-method and metric, the tuned settings and validation NDCG@10 included) and the HTML report
-`runs/<run_date>/evaluation.html` with the tuning grid. Then the gate: when tonight's model is
-clearly worse than the one whose lists are being served (its held-out NDCG@10 more than the
-tolerance below), the stage fails, nothing is scored or published, and the previous lists stay current.
+method and metric, the tuned settings and validation NDCG@10 included; the model's modality
+ablation and the re-ranker's feature gain, measured by the train stage, as rows of their own) and
+the HTML report `runs/<run_date>/evaluation.html` with the tuning grid and the ablation. Then the
+gate: when tonight's model is clearly worse than the one whose lists are being served (its held-out
+NDCG@10 more than the tolerance below), the stage fails, nothing is scored or published, and the
+previous lists stay current.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.plumbing import config
+from jobs.plumbing.evaluation_report import ABLATION_PREFIX, RANKER_GAIN, is_diagnostic
 from jobs.plumbing.model_inputs import load_model_inputs
 from jobs.plumbing.serving import production_model
 from jobs.plumbing.stage import StageError, base_parser, read_counters, run_stage, write_counters
@@ -154,8 +157,10 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     baselines = evaluate_baselines(wh, meta.get("seed", seed), meta.get("max_eval_users"),
                                    log=lambda line: print(line, file=sys.stderr))
     evaluation = {**meta.get("evaluation", {}), **baselines.metrics}
+    diagnostics = {**{ABLATION_PREFIX + m: metrics for m, metrics in meta.get("ablation", {}).items()},
+                   **({RANKER_GAIN: meta["ranker_gain"]} if meta.get("ranker_gain") else {})}
 
-    tonight = metric_rows(run_date, version, evaluation, method)
+    tonight = metric_rows(run_date, version, {**evaluation, **diagnostics}, method)
     write_arrow_table(pa.Table.from_pandas(tonight, preserve_index=False), wh.model_metrics / run_date, run_date)
     history = read_table(wh.model_metrics).to_pandas()
 
@@ -165,17 +170,19 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     report = wh.run_dir(run_date) / "evaluation.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render(run_date, version, tonight, history, verdict, meta.get("training", {}),
-                             tuning=baselines.tuning, sequential=baselines.sequential))
+                             tuning=baselines.tuning, sequential=baselines.sequential,
+                             ranker_used=method == "two_tower_ranker"))
     print(f"evaluation report: {report}", file=sys.stderr)
 
-    best_baseline = max((m for m in evaluation if not m.startswith("two_tower")),
+    best_baseline = max((m for m in evaluation if not m.startswith("two_tower") and not is_diagnostic(m)),
                         key=lambda m: evaluation[m].get(GATE_METRIC, 0.0), default=None)
     counters = {"model_version": version, "published_method": method, GATE_METRIC: score,
                 "hr@10": evaluation.get(method, {}).get("hr@10"), "best_baseline": best_baseline,
                 "best_baseline_" + GATE_METRIC: evaluation.get(best_baseline, {}).get(GATE_METRIC),
                 "gate_passed": passed, "gate": verdict, "report": str(report),
                 "baseline_seconds": baselines.seconds, "baseline_tuning": baselines.tuning,
-                "sasrec": baselines.sequential}
+                "sasrec": baselines.sequential,
+                "ablation": meta.get("ablation", {})}
     write_counters(wh, run_date, STAGE, counters)
     if not passed:
         raise StageError(STAGE, f"model not published, the previous lists stay current: {verdict}")

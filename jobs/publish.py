@@ -8,6 +8,11 @@ Delta commit (an overwrite), so a reader of the latest version sees one night's 
 and earlier nights stay readable by version. Written with delta-rs (`deltalake`), at reader
 version 1 / writer version 2, so delta-spark on a cluster reads the same table. The table is in the
 warehouse unless `--serving-table` (or $VREC_SERVING_TABLE) puts it elsewhere, e.g. on S3.
+
+The night's explanations (`tables/candidate_explanations/<run_date>/`) are checked against the
+lists (the same (user, rank, video, model) rows, shares summing to 1) and committed first, to the
+explanations table beside the serving table (`recommendation_explanations`), so that the latest
+lists always have theirs; both carry the run date and model version.
 """
 
 from __future__ import annotations
@@ -19,22 +24,11 @@ import pyarrow as pa
 
 from jobs.plumbing import config
 from jobs.plumbing.quality import recommendation_suite, save_result
-from jobs.plumbing.serving import vacuum
+from jobs.plumbing.serving import EXPLANATIONS_SCHEMA, SERVING_SCHEMA, commit_night, vacuum_published
 from jobs.plumbing.stage import StageError, add_serving_table_argument, base_parser, run_stage, write_counters
 from jobs.plumbing.tables import read_table
 
 STAGE = "publish"
-
-SERVING_SCHEMA = pa.schema([
-    pa.field(config.USER_ID, pa.string(), nullable=False),
-    pa.field(config.RANK, pa.int32(), nullable=False),
-    pa.field(config.VIDEO_ID, pa.string(), nullable=False),
-    pa.field(config.SCORE, pa.float64(), nullable=False),
-    pa.field(config.MODEL_VERSION, pa.string(), nullable=False),
-    pa.field(config.RUN_DATE, pa.date32(), nullable=False),
-    # UTC-aware: a timestamp without time zone would raise the Delta protocol (timestampNtz).
-    pa.field(config.GENERATED_AT, pa.timestamp("us", tz="UTC"), nullable=False),
-])
 
 
 def serving_table(lists, run_date: str, generated_at: dt.datetime) -> pa.Table:
@@ -51,10 +45,41 @@ def serving_table(lists, run_date: str, generated_at: dt.datetime) -> pa.Table:
     }, schema=SERVING_SCHEMA)
 
 
+def explanations_table(wh: config.Warehouse, lists, run_date: str) -> pa.Table:
+    """Tonight's explanations, checked against the validated lists: the same (user, rank, video,
+    model) rows, known reason codes, modality shares in [0, 1] summing to 1."""
+    import numpy as np
+
+    from models.explanations import REASONS
+
+    source = wh.candidate_explanations / run_date
+    if not source.exists():
+        raise StageError(STAGE, f"no explanations for {run_date} at {source}; run score first")
+    explained = read_table(source)
+    frame = explained.select([config.USER_ID, config.RANK, config.VIDEO_ID, config.MODEL_VERSION,
+                              config.REASON, *config.SHARE_COLUMNS]).to_pandas()
+    keys = [config.USER_ID, config.RANK, config.VIDEO_ID, config.MODEL_VERSION]
+    expected = lists[keys].sort_values(keys[:2]).reset_index(drop=True)
+    got = frame[keys].sort_values(keys[:2]).reset_index(drop=True)
+    if len(got) != len(expected) or not got.astype(str).equals(expected.astype(str)):
+        raise StageError(STAGE, f"the explanations at {source} ({len(got)} rows) are not those of tonight's "
+                                f"lists ({len(expected)} rows); run score again, nothing published")
+    shares = frame[list(config.SHARE_COLUMNS)].to_numpy(np.float64)
+    problems = {"reason codes not in " + ", ".join(REASONS): int((~frame[config.REASON].isin(REASONS)).sum()),
+                "shares outside [0, 1]": int(((shares < 0) | (shares > 1)).any(axis=1).sum()),
+                "shares not summing to 1": int((np.abs(shares.sum(axis=1) - 1.0) > 1e-6).sum())}
+    problems = {what: count for what, count in problems.items() if count}
+    if problems:
+        raise StageError(STAGE, "the explanations failed validation, nothing published: "
+                                + "; ".join(f"{count} rows with {what}" for what, count in problems.items()))
+    n = explained.num_rows
+    explained = explained.append_column(config.RUN_DATE, pa.array([dt.date.fromisoformat(run_date)] * n, pa.date32()))
+    explained = explained.select(list(EXPLANATIONS_SCHEMA.names)).cast(EXPLANATIONS_SCHEMA)
+    return explained.sort_by([(config.USER_ID, "ascending"), (config.RANK, "ascending")])
+
+
 def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TOP_N,
             retention_days: float = config.DEFAULT_RETENTION_DAYS) -> dict:
-    from deltalake import CommitProperties, write_deltalake
-
     source = wh.candidate_lists / run_date
     if not source.exists():
         raise StageError(STAGE, f"no lists for {run_date} at {source}; run score first")
@@ -66,18 +91,17 @@ def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_
     if not result.success:
         raise StageError(STAGE, f"the new lists failed validation, nothing published: {result.summary()}")
 
+    explanations = explanations_table(wh, lists, run_date)
     table = serving_table(lists, run_date, dt.datetime.now(dt.timezone.utc))
-    model_versions = sorted(set(lists[config.MODEL_VERSION]))
-    # On S3, delta-rs writes each commit (_delta_log/N.json) with a conditional put (If-None-Match),
-    # so of two publishes racing for one version, one fails instead of overwriting the other.
-    write_deltalake(wh.recommendations.uri, table, mode="overwrite",
-                    storage_options=wh.recommendations.storage_options or None,
-                    commit_properties=CommitProperties(
-                        custom_metadata={"run_date": run_date, "model_version": ",".join(model_versions)}))
-    published = wh.recommendations.delta_table()
+    model_version = ",".join(sorted(set(lists[config.MODEL_VERSION])))
+    # The explanations first: whenever the latest lists are tonight's, tonight's reasons are there.
+    explanations_version = commit_night(wh.explanations, explanations, run_date, model_version)
+    version = commit_night(wh.recommendations, table, run_date, model_version)
     counters = {"users_published": int(lists[config.USER_ID].nunique()), "rows_published": table.num_rows,
-                "delta_version": published.version(), "model_version": ",".join(model_versions),
-                "table": str(wh.recommendations), "files_vacuumed": vacuum(published, retention_days)}
+                "delta_version": version, "model_version": model_version, "table": str(wh.recommendations),
+                "explanations_rows": explanations.num_rows, "explanations_delta_version": explanations_version,
+                "explanations_table": str(wh.explanations),
+                "files_vacuumed": vacuum_published(wh, retention_days)}
     write_counters(wh, run_date, STAGE, counters)
     return counters
 

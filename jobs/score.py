@@ -6,17 +6,21 @@
 
 Every catalog video is a candidate, including videos published since training or with no
 interactions yet: their vectors come from content alone. Writes `tables/candidate_lists/<run_date>/`,
-which the publish stage validates and commits to the serving table.
+which the publish stage validates and commits to the serving table, and beside it
+`tables/candidate_explanations/<run_date>/`: one explanation per listed (user, video)
+(`models.explanations`), which publish commits to the explanations table.
 
 Two engines give the same lists (`models.candidate_lists` computes every block of users for both):
 `local` (the default, or `VREC_SCORING_ENGINE`) scores all users in this process; `spark` makes
 users Spark partitions and broadcasts the item vectors, the re-ranker and its per-video features
-(`jobs.plumbing.spark_scoring`). Both encode the user and item vectors here, in the driver.
+(`jobs.plumbing.spark_scoring`). Both encode the user and item vectors here, in the driver. The
+explanations are computed here too, from the lists as written, so both engines give the same ones.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,7 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     from models.candidate_lists import ScoringModel, Users
     from models.content import content_matrix, fit_content_stats
     from models.evaluation import seen_csr
+    from models.explanations import MIN_SUPPORT_WEIGHT, Explainer, ablated_item_vectors, popular_recently
     from models.fit import catalog_features
     from models.scoring import ItemVectors, encode
 
@@ -85,9 +90,20 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     write_lists = _write_spark_lists if engine == "spark" else _write_local_lists
     rows = write_lists(model, users, user_ids, video_ids, version, top_n, wh.candidate_lists / run_date,
                        run_date, master=master)
+
+    started = time.perf_counter()
+    explainer = Explainer(
+        vectors.items,
+        ablated_item_vectors(artifact.model, content, model_item, use_id, artifact.stats.modality_columns(),
+                             artifact.stats.modality_present(content)),
+        use_id, popular_recently(data, len(video_ids)), model if reranked else None)
+    supports = seen_csr(data.subset(data.weight >= MIN_SUPPORT_WEIGHT), len(user_ids))
+    explained = write_explanations(explainer, users, supports, user_ids, video_ids, version, top_n,
+                                   wh.candidate_lists / run_date, wh.candidate_explanations / run_date, run_date)
     counters = {"model_version": version, "users_scored": len(user_ids), "videos_scored": len(video_ids),
                 "cold_videos": int((~use_id).sum()), "rows": rows, "top_n": top_n, "reranked": reranked,
-                "engine": engine}
+                "engine": engine, "explanations": explained,
+                "explain_seconds": round(time.perf_counter() - started, 2)}
     write_counters(wh, run_date, STAGE, counters)
     return counters
 
@@ -123,6 +139,61 @@ def _write_spark_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray
     lists = spark_candidate_lists(frame, model, video_ids, top_n)
     write_spark_table(lists.withColumn(config.MODEL_VERSION, F.lit(version)), target, run_date)
     return read_table(target, [config.USER_ID]).num_rows
+
+
+def write_explanations(explainer, users, supports, user_ids: np.ndarray, video_ids: np.ndarray, version: str,
+                       top_n: int, lists_dir: Path, target: Path, run_date: str) -> int:
+    """Explain the lists in `lists_dir` (either engine's) and write them to `target`, one row per
+    listed (user, video), in the explanations table's columns less run_date; returns the rows."""
+    from models.explanations import explain_lists
+
+    lists = read_table(lists_dir, [config.USER_ID, config.RANK, config.VIDEO_ID]).to_pandas()
+    user = _lookup(user_ids, lists[config.USER_ID].to_numpy(object))
+    video = _lookup(video_ids, lists[config.VIDEO_ID].to_numpy(object))
+    width = max(top_n, int(lists[config.RANK].max()) if len(lists) else 0)
+    best = np.full((len(user_ids), width), -1, np.int64)
+    best[user, lists[config.RANK].to_numpy() - 1] = video
+    explained = explain_lists(explainer, users, supports, best)
+    valid = best >= 0
+    table = explanation_rows(explained, np.repeat(user_ids, valid.sum(axis=1)),
+                             np.cumsum(valid, axis=1)[valid], video_ids[best[valid]], video_ids, version)
+    write_arrow_table(table, target, run_date)
+    return table.num_rows
+
+
+def explanation_rows(explained, user_ids: np.ndarray, ranks: np.ndarray, videos: np.ndarray,
+                     video_ids: np.ndarray, version: str) -> pa.Table:
+    """The explanations as Arrow columns (`jobs.plumbing.serving.EXPLANATIONS_SCHEMA` less run_date)."""
+    from models.explanations import MODALITIES
+    from models.ranker import FEATURES
+
+    from jobs.plumbing.serving import RANKER_FEATURE_TYPE
+
+    n = len(user_ids)
+    because = explained.because
+    columns = {
+        config.USER_ID: pa.array(user_ids, pa.string()),
+        config.RANK: pa.array(np.asarray(ranks, np.int32), pa.int32()),
+        config.VIDEO_ID: pa.array(videos, pa.string()),
+        config.MODEL_VERSION: pa.array([version] * n, pa.string()),
+        config.BECAUSE_VIDEO_ID: pa.array(np.where(because >= 0, video_ids[np.maximum(because, 0)], None),
+                                          pa.string()),
+        config.BECAUSE_SIMILARITY: pa.array(explained.because_similarity, pa.float64(),
+                                            mask=np.isnan(explained.because_similarity)),
+        config.REASON: pa.array(explained.reason, pa.string()),
+        **{config.SHARE_PREFIX + m: pa.array(explained.shares[:, i], pa.float64()) for i, m in enumerate(MODALITIES)},
+    }
+    if explained.top_features is None:
+        columns[config.RANKER_TOP_FEATURES] = pa.nulls(n, RANKER_FEATURE_TYPE)
+    else:
+        k = explained.top_features.shape[1]
+        names = np.asarray(FEATURES, object)[explained.top_features.reshape(-1)]
+        values = pa.StructArray.from_arrays(
+            [pa.array(names, pa.string()), pa.array(explained.top_contributions.reshape(-1), pa.float64())],
+            fields=list(RANKER_FEATURE_TYPE.value_type))
+        columns[config.RANKER_TOP_FEATURES] = pa.ListArray.from_arrays(
+            pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), values, type=RANKER_FEATURE_TYPE)
+    return pa.table(columns)
 
 
 def _lookup(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:

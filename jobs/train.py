@@ -40,11 +40,14 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
     content = content_matrix(items, stats)
     settings = FitSettings(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, seed=seed,
                            max_eval_users=config.DEFAULT_MAX_EVAL_USERS, cfg_overrides=stats.branch_layout())
-    result = fit_and_evaluate(content, data, len(user_ids), settings, log=lambda line: print(line, file=sys.stderr))
+    columns, present = stats.modality_columns(), stats.modality_present(content)
+    result = fit_and_evaluate(content, data, len(user_ids), settings, log=lambda line: print(line, file=sys.stderr),
+                              modalities={m: (columns[m], present[m]) for m in columns})
     warm = np.bincount(data.item, minlength=len(video_ids)) > 0
     method = "two_tower_ranker" if result.ranker is not None else "two_tower"
     version = save_artifact(wh.models, run_date, result.model, stats, video_ids, warm, user_ids,
                             {"training": result.training, "evaluation": result.evaluation,
+                             "ablation": result.ablation, "ranker_gain": result.ranker_gain,
                              "published_method": method, "candidates": settings.candidates, "seed": seed,
                              "max_eval_users": settings.max_eval_users},
                             ranker=result.ranker)

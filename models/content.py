@@ -20,6 +20,8 @@ CONTENT_BLOCKS = (("text_embedding", "has_text"), ("visual", "has_video"), ("thu
                   ("audio", "has_audio"))
 # The blocks only a video with a readable media file has: consecutive in a row, after the text.
 MEDIA_BLOCKS = ("visual", "thumbnail", "audio")
+# The content modalities and their blocks; what an ablation removes together (block and flag).
+MODALITY_BLOCKS = {"text": ("text_embedding",), "visual": ("visual", "thumbnail"), "audio": ("audio",)}
 
 
 @dataclass
@@ -53,6 +55,21 @@ class ContentStats:
         """Where `block`'s presence flag sits in a content-matrix row."""
         names = [column for column, _ in CONTENT_BLOCKS]
         return sum(self.dims.values()) + names.index(block)
+
+    def modality_columns(self) -> dict[str, np.ndarray]:
+        """Modality -> the columns of a content-matrix row that carry it: its blocks and their
+        presence flags. Zeroing them makes a video look as if it had no such input."""
+        columns = {}
+        for modality, blocks in MODALITY_BLOCKS.items():
+            parts = [np.arange(self.offset(b), self.offset(b) + self.dims[b]) for b in blocks]
+            parts.append(np.array([self.flag_column(b) for b in blocks]))
+            columns[modality] = np.concatenate(parts).astype(np.int64)
+        return columns
+
+    def modality_present(self, content: np.ndarray) -> dict[str, np.ndarray]:
+        """Modality -> which rows of a content matrix have it (any of its blocks' flags set)."""
+        return {modality: (content[:, [self.flag_column(b) for b in blocks]] > 0.5).any(axis=1)
+                for modality, blocks in MODALITY_BLOCKS.items()}
 
     def branch_layout(self) -> dict[str, int]:
         """Where the model finds the parts of a row that only videos with media have: the media

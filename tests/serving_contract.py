@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -86,3 +87,54 @@ def assert_whole_nights(snapshots: list[pd.DataFrame], users: int, top_n_by_date
         assert frame.groupby("user_id").size().eq(expected).all()
         nights_seen.add(run_dates[0])
     return nights_seen
+
+
+def check_explanations(wh: config.Warehouse, run_date: str) -> pd.DataFrame:
+    """Assert the explanations contract against the latest lists: one row per published (user,
+    video) with the same rank, run date and model version, shares summing to 1, a `because` only
+    from the user's own history; return the lists joined with their explanations."""
+    from models.explanations import REASONS
+
+    table = wh.explanations.delta_table()
+    protocol = table.protocol()
+    assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
+    arrow = table.to_pyarrow_table()
+    assert tuple(arrow.schema.names) == config.EXPLANATION_COLUMNS
+    explanations = arrow.to_pandas()
+    lists = wh.recommendations.delta_table().to_pandas()
+    assert len(explanations) == len(lists)
+    for column in ("run_date", "model_version"):
+        assert set(explanations[column]) == set(lists[column]), column
+    assert set(lists["run_date"]) == {dt.date.fromisoformat(run_date)}
+    keys = ["user_id", "video_id", "run_date", "model_version"]
+    joined = lists.merge(explanations, on=keys, how="inner", suffixes=("", "_explained"))
+    assert len(joined) == len(lists) and (joined["rank"] == joined["rank_explained"]).all()
+
+    shares = joined[list(config.SHARE_COLUMNS)].to_numpy()
+    assert (shares >= 0).all() and (shares <= 1).all()
+    assert abs(shares.sum(axis=1) - 1.0).max() <= 1e-6
+    assert joined["reason"].isin(REASONS).all()
+    assert (joined["because_video_id"].isna() == joined["because_similarity"].isna()).all()
+    interactions = read_table(wh.interactions, ["user_id", "video_id"]).to_pandas()
+    history = set(zip(interactions["user_id"], interactions["video_id"]))
+    explained = joined[joined["because_video_id"].notna()]
+    assert all((u, v) in history for u, v in zip(explained["user_id"], explained["because_video_id"]))
+    return joined
+
+
+def same_genre_share(joined: pd.DataFrame, genre: dict[str, str], warm: set[str]) -> float:
+    """Of the recommendations of warm videos, the share whose `because` video (from the user's
+    history, see check_explanations) has the recommended video's genre."""
+    rows = joined[joined["video_id"].isin(warm)]
+    hits = rows["because_video_id"].map(genre) == rows["video_id"].map(genre)
+    return float(hits.mean())
+
+
+def genre_watched_share(wh: config.Warehouse, joined: pd.DataFrame, genre: dict[str, str], warm: set[str]) -> float:
+    """Of the same recommendations, the share whose genre the user has watched at all (skips
+    excluded): the most `same_genre_share` can reach, whatever the lists."""
+    interactions = read_table(wh.interactions, ["user_id", "video_id", "event"]).to_pandas()
+    interactions = interactions[interactions["event"] != "skip"]
+    watched = interactions.assign(genre=interactions["video_id"].map(genre)).groupby("user_id")["genre"].agg(set)
+    rows = joined[joined["video_id"].isin(warm)]
+    return float(np.mean([genre[v] in watched.get(u, set()) for u, v in zip(rows["user_id"], rows["video_id"])]))

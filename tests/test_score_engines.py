@@ -23,7 +23,7 @@ import pytest
 from jobs.plumbing import config
 from jobs.plumbing.tables import read_table
 from tests.conftest import PROJECT_ROOT, project_env
-from tests.serving_contract import check_serving_table
+from tests.serving_contract import check_explanations, check_serving_table
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 RUN_DATE = "2026-11-20"
@@ -88,10 +88,18 @@ def test_local_and_spark_engines_write_the_same_lists(spark, trained):
     assert _columns(wh, "2026-11-22") == _columns(wh, "2026-11-21")
     _assert_same_lists(expected, got)
     assert (got[config.MODEL_VERSION] == version).all()
+    # The explanations are computed from the lists as written: the same for both engines.
+    local_explained, spark_explained = _explanations(wh, "2026-11-21"), _explanations(wh, "2026-11-22")
+    plain = [c for c in local_explained.columns if c != config.RANKER_TOP_FEATURES]
+    pd.testing.assert_frame_equal(local_explained[plain], spark_explained[plain])
+    assert local_explained[config.RANKER_TOP_FEATURES].map(list).tolist() == \
+        spark_explained[config.RANKER_TOP_FEATURES].map(list).tolist()
+    assert spark_explained[config.RANKER_TOP_FEATURES].map(len).eq(3).all()
     # Spark's table (a file per partition) is what the publish stage reads and validates.
     publish(wh, "2026-11-22", top_n=TOP_N)
     published = check_serving_table(wh, "2026-11-22", TOP_N)
     assert len(published) == 943 * TOP_N
+    assert len(check_explanations(wh, "2026-11-22")) == len(published)
 
 
 def test_spark_submit_of_the_stage_writes_the_local_lists(trained, tmp_path):
@@ -136,6 +144,11 @@ def test_local_lists_are_the_evaluated_re_ranked_order(trained):
     written = _lists(wh, "2026-11-24")
     assert written[config.USER_ID].tolist() == np.repeat(inputs.user_ids, TOP_N).tolist()
     assert written[config.VIDEO_ID].tolist() == inputs.video_ids[best.ravel()].tolist()
+
+
+def _explanations(wh: config.Warehouse, run_date: str) -> pd.DataFrame:
+    explained = read_table(wh.candidate_explanations / run_date).to_pandas()
+    return explained.sort_values([config.USER_ID, config.RANK]).reset_index(drop=True)
 
 
 def _columns(wh: config.Warehouse, run_date: str) -> list[tuple[str, str]]:

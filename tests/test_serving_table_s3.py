@@ -20,7 +20,7 @@ from jobs.plumbing.stage import StageError
 from jobs.plumbing.table_location import TableLocation
 from tests.conftest import PROJECT_ROOT, project_env
 from tests.landing import publish_first_night, text_only_catalog, write_landing
-from tests.serving_contract import assert_whole_nights, check_serving_table, poll_during_publishes
+from tests.serving_contract import assert_whole_nights, check_explanations, check_serving_table, poll_during_publishes
 
 pytestmark = pytest.mark.spark
 FIRST_NIGHT = "2026-11-20"
@@ -71,6 +71,10 @@ def test_publish_to_s3_meets_the_contract_and_writes_no_local_table(served):
     assert production_model(wh) == model_version             # what the gate and `production` read
     counters = json.loads((wh.run_dir(FIRST_NIGHT) / "publish.json").read_text())
     assert counters["table"] == SERVING_TABLE and counters["delta_version"] == 0
+    # The explanations sit beside the serving table, on S3 too, and nothing of them is local.
+    assert counters["explanations_table"] == SERVING_TABLE.rsplit("/", 1)[0] + "/recommendation_explanations"
+    assert not (wh.root / "tables" / "recommendation_explanations").exists()
+    assert len(check_explanations(wh, FIRST_NIGHT)) == len(current_lists(wh))
 
 
 def test_polars_duckdb_and_pyarrow_read_the_table_on_s3(served):
@@ -119,9 +123,11 @@ def test_each_commit_is_a_conditional_put_so_a_stale_writer_cannot_overwrite_a_n
     with s3_server.recording() as requests:
         night(wh, model_version, "2026-11-21", top_n=5)
     commits = [r for r in requests if r["method"] == "PUT" and re.search(r"/_delta_log/\d{20}\.json", r["url"])]
-    assert len(commits) == 1
-    assert commits[0]["headers"].get("If-None-Match") == "*"
-    assert f"Credential={s3_env['AWS_ACCESS_KEY_ID']}/" in commits[0]["headers"]["Authorization"]
+    # A night is two commits, each a conditional put: its explanations, then its lists.
+    assert ["/recommendation_explanations/" in commit["url"] for commit in commits] == [True, False]
+    for commit in commits:
+        assert commit["headers"].get("If-None-Match") == "*"
+        assert f"Credential={s3_env['AWS_ACCESS_KEY_ID']}/" in commit["headers"]["Authorization"]
 
     # Two writers that both read version 0 race for version 1: the second's put is refused.
     scratch = TableLocation.parse(f"s3://{BUCKET}/scratch/stale-writer")
@@ -161,6 +167,8 @@ def test_rollback_on_s3_restores_a_nights_lists_as_a_new_commit(served):
     table = wh.recommendations.delta_table()
     assert counters["restored_version"] == 0 and table.version() == before + 1
     assert current_lists(wh).equals(first)
+    assert counters["explanations_restored_version"] == 0      # the explanations moved with the lists
+    check_explanations(wh, FIRST_NIGHT)
     assert (table.protocol().min_reader_version, table.protocol().min_writer_version) == (1, 2)
     assert current_lists(wh, version=before)["rank"].max() == 3      # the rolled-back night stays readable
 

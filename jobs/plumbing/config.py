@@ -39,6 +39,16 @@ SCORE = "score"
 MODEL_VERSION = "model_version"
 GENERATED_AT = "generated_at"
 RECOMMENDATION_COLUMNS = (USER_ID, RANK, VIDEO_ID, SCORE, MODEL_VERSION, RUN_DATE, GENERATED_AT)
+# The explanations side table (DESIGN.md): keyed like the serving table, one row per listed video.
+BECAUSE_VIDEO_ID = "because_video_id"
+BECAUSE_SIMILARITY = "because_similarity"
+SHARE_PREFIX = "share_"
+SHARE_COLUMNS = tuple(SHARE_PREFIX + m for m in ("text", "visual", "audio", "collaborative"))
+RANKER_TOP_FEATURES = "ranker_top_features"
+EXPLANATION_COLUMNS = (USER_ID, RANK, VIDEO_ID, RUN_DATE, MODEL_VERSION, BECAUSE_VIDEO_ID, BECAUSE_SIMILARITY,
+                       REASON, *SHARE_COLUMNS, RANKER_TOP_FEATURES)
+# The explanations table sits beside the serving table, in the same storage, under this name.
+EXPLANATIONS_TABLE_NAME = "recommendation_explanations"
 
 DEFAULT_EVENT = "view"
 # A model version that means "the model whose lists are being served now".
@@ -184,6 +194,10 @@ class Warehouse:
         return self.table("candidate_lists")
 
     @property
+    def candidate_explanations(self) -> Path:
+        return self.table("candidate_explanations")
+
+    @property
     def model_metrics(self) -> Path:
         return self.table("model_metrics")
 
@@ -191,6 +205,17 @@ class Warehouse:
     def recommendations(self) -> TableLocation:
         """The serving table (Delta): a local directory or an object-store location."""
         return self.serving_table or TableLocation.local(self.table("recommendations"))
+
+    @property
+    def explanations(self) -> TableLocation:
+        """The explanations side table (Delta), beside the serving table in the same storage:
+        `<warehouse>/tables/recommendation_explanations`, or next to an S3 serving table."""
+        return self.recommendations.sibling(EXPLANATIONS_TABLE_NAME)
+
+    def published_tables(self) -> dict[str, TableLocation]:
+        """Every Delta table a night publishes (explanations first, the order of the commits);
+        rollback, retention and erasure go over all of them."""
+        return {"explanations": self.explanations, "recommendations": self.recommendations}
 
     def run_dir(self, run_date: str) -> Path:
         """Per-run bookkeeping: each stage's counters, validation results."""

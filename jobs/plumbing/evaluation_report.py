@@ -1,9 +1,11 @@
 """The evaluation report: one self-contained HTML page per run, plots embedded as PNG.
 
 Shows tonight's model against the baselines on the held-out slice (overall and on cold-start
-videos), the gate's verdict, how the baselines were tuned (every grid point with its validation
-NDCG@10, the chosen one marked, and SASRec's early-stopped epochs), and the history of the
-published model's metrics across runs.
+videos), the gate's verdict, which modality earns its keep (the model's held-out NDCG@10 and HR@10
+with each of text, visual, audio and the ID embeddings removed at scoring time, and the
+re-ranker's feature gain, as a plot), how the baselines were tuned (every grid point with its
+validation NDCG@10, the chosen one marked, and SASRec's early-stopped epochs), and the history of
+the published model's metrics across runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,21 @@ import html
 import io
 
 import pandas as pd
+
+# Rows of tables/model_metrics that are not a ranking method's held-out metrics: tonight's model
+# with one modality removed at scoring time (method ablation_without_<modality>: ndcg@10, hr@10,
+# videos_with_modality), and the re-ranker's total gain per feature (method ranker_gain, metric =
+# the feature).
+ABLATION_PREFIX = "ablation_without_"
+RANKER_GAIN = "ranker_gain"
+# What an ablation row says when no video has the modality.
+ABSENT = {"text": "no text", "visual": "no media", "audio": "no media", "collaborative": "no trained IDs"}
+
+
+def is_diagnostic(method: str) -> bool:
+    """Whether a model_metrics method is an ablation or the ranker's gain, not a ranking method."""
+    return method.startswith(ABLATION_PREFIX) or method == RANKER_GAIN
+
 
 SHOWN_METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr", "coverage@10",
                  "cold_hr@10", "cold_ndcg@10", "users", "cold_users")
@@ -64,6 +81,60 @@ def _history_plot(history: pd.DataFrame) -> str:
         plt.close(figure)
 
 
+def ablation_section(tonight: pd.DataFrame, published_method: str, ranker_used: bool) -> str:
+    """The ablation table (a row per modality: how many videos have it, NDCG@10 and HR@10 without
+    it and the change from the full model) and a plot of it beside the re-ranker's gain."""
+    rows = tonight[tonight["method"].str.startswith(ABLATION_PREFIX)]
+    if rows.empty:
+        return "<p>No ablation was measured for this model (trained before the ablation existed).</p>"
+    wide = rows.pivot(index="method", columns="metric", values="value")
+    full = tonight[tonight["method"] == published_method].set_index("metric")["value"]
+    cells, bars = [], {}
+    for method, values in wide.iterrows():
+        modality = method[len(ABLATION_PREFIX):]
+        count = int(values.get("videos_with_modality", 0))
+        if "ndcg@10" not in values or pd.isna(values.get("ndcg@10")):
+            cells.append([modality, f"{count}", ABSENT.get(modality, "absent"), "", "", ""])
+            continue
+        deltas = {m: values[m] - full.get(m, float("nan")) for m in ("ndcg@10", "hr@10")}
+        bars[modality] = values["ndcg@10"]
+        cells.append([modality, f"{count}", f"{values['ndcg@10']:.4f}", f"{deltas['ndcg@10']:+.4f}",
+                      f"{values['hr@10']:.4f}", f"{deltas['hr@10']:+.4f}"])
+    table = ("<table><tr><th>removed</th><th>videos with it</th><th>NDCG@10 without</th><th>change</th>"
+             "<th>HR@10 without</th><th>change</th></tr>"
+             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
+             + "</table>")
+    gain = tonight[tonight["method"] == RANKER_GAIN].set_index("metric")["value"].sort_values()
+    note = (f"<p>Tonight's published scorer ({html.escape(published_method)}, held-out NDCG@10 "
+            f"{full.get('ndcg@10', float('nan')):.4f}, HR@10 {full.get('hr@10', float('nan')):.4f}) "
+            "scored again on the "
+            "same held-out slice with one input removed for every video: its feature blocks and presence flags "
+            "zeroed (text; visual: frame features and thumbnail; audio), or, for collaborative, the videos' ID "
+            "embeddings. A large drop means the model leans on that input. The re-ranker's gain is its "
+            "total split gain per feature" + ("" if ranker_used or gain.empty else
+                                              " (fitted tonight, but not used: it did not improve the tower)")
+            + ".</p>")
+    return note + table + _ablation_plot(full.get("ndcg@10", float("nan")), bars, gain)
+
+
+def _ablation_plot(full_ndcg: float, bars: dict[str, float], gain: pd.Series) -> str:
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2 if not gain.empty else 1, figsize=(10 if not gain.empty else 5, 3.4),
+                                squeeze=False)
+    ax = axes[0][0]
+    labels = ["full model", *[f"without {m}" for m in bars]]
+    ax.barh(labels, [full_ndcg, *bars.values()], color=["tab:orange", *["tab:blue"] * len(bars)])
+    ax.set_title("held-out NDCG@10")
+    if not gain.empty:
+        axes[0][1].barh(gain.index, gain.to_numpy(), color="tab:green")
+        axes[0][1].set_title("re-ranker feature importance (gain)")
+    figure.tight_layout()
+    try:
+        return _png(figure)
+    finally:
+        plt.close(figure)
+
+
 def _setting(setting: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in setting.items())
 
@@ -104,9 +175,14 @@ def tuning_table(tuning: dict[str, dict], sequential: dict) -> str:
 
 def render(run_date: str, model_version: str, tonight: pd.DataFrame, history: pd.DataFrame,
            verdict: str, training: dict, tuning: dict[str, dict] | None = None,
-           sequential: dict | None = None) -> str:
-    """The page. `tonight`/`history`: rows of (run_date, method, metric, value); `tuning`: method ->
-    grid record (models.baselines.Tuning.as_record); `sequential`: SASRec's facts."""
+           sequential: dict | None = None, ranker_used: bool = False) -> str:
+    """The page. `tonight`/`history`: rows of (run_date, method, metric, value, is_published), the
+    ablation and gain rows among them; `tuning`: method -> grid record
+    (models.baselines.Tuning.as_record); `sequential`: SASRec's facts."""
+    published_method = next(iter(tonight.loc[tonight["is_published"], "method"]), "two_tower")
+    ablation = ablation_section(tonight, published_method, ranker_used)
+    tonight = tonight[~tonight["method"].map(is_diagnostic)]
+    history = history[~history["method"].map(is_diagnostic)]
     wide = tonight.pivot(index="method", columns="metric", values="value")
     wide = wide[[m for m in SHOWN_METRICS if m in wide.columns]]
     published = history.loc[history["is_published"]].assign(method="published")
@@ -123,6 +199,8 @@ every method ranks the whole catalog with the user's other videos excluded.</p>
 <h2>Tonight, held-out slice</h2>
 {wide.to_html(float_format=lambda v: f"{v:.0f}" if v >= 1 and float(v).is_integer() else f"{v:.4f}")}
 {_comparison_plot(tonight)}
+<h2>Which modality earns its keep</h2>
+{ablation}
 <h2>Tuned baselines</h2>
 {tuning_table(tuning or {}, sequential or {})}
 <h2>History</h2>

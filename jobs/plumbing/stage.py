@@ -59,7 +59,9 @@ def warehouse_at(stage: str, warehouse: str | None, serving_table: str | None = 
     """A command's warehouse; a serving-table setting that names no location is a StageError (the
     option is checked by argparse, but $VREC_SERVING_TABLE only here)."""
     try:
-        return config.Warehouse.at(warehouse, serving_table)
+        wh = config.Warehouse.at(warehouse, serving_table)
+        wh.explanations   # beside the serving table: a location with no room beside it is refused here
+        return wh
     except ValueError as err:
         raise StageError(stage, f"serving table (--serving-table or $VREC_SERVING_TABLE): {err}") from err
 

@@ -72,6 +72,24 @@ class TableLocation:
             return {}
         return s3_storage_options(os.environ, self.connection_id)
 
+    def sibling(self, name: str) -> "TableLocation":
+        """The table `name` beside this one, in the same storage and with the same settings:
+        `<parent>/<name>`. A table at a bucket's root has no place beside it (a table nested inside
+        it would be deleted by its vacuum), so that is a ValueError."""
+        if self.is_local:
+            sibling = TableLocation.local(self.path.parent / name)
+        else:
+            parts = urlsplit(self.uri)
+            prefix = parts.path.strip("/")
+            if not prefix:
+                raise ValueError(f"{self.uri} is a bucket's root: give the serving table a prefix "
+                                 f"(s3://bucket/prefix), so that {name} can sit beside it")
+            parent = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+            sibling = TableLocation(f"{parts.scheme}://{parts.netloc}/{parent}{name}", self.connection_id)
+        if sibling.uri == self.uri:
+            raise ValueError(f"{self.uri} is itself named {name}: give the serving table another name")
+        return sibling
+
     def exists(self) -> bool:
         """Whether a Delta table (its log) is there."""
         if self.is_local:
