@@ -9,11 +9,11 @@ their pseudonyms, when pseudonymisation is on) the stage removes:
 - their rows from the landing interaction files (each such file is rewritten without them), so no
   later ingest brings them back;
 - their rows from every user-keyed table (`privacy.USER_KEYED_TABLES`: interactions, every night's
-  candidate lists, the explanations when that table exists), and the rejected-row records whose
-  raw row names them;
+  candidate lists and candidate explanations), and the rejected-row records whose raw row names them;
 - their rows from every saved model (`users.parquet` entry and user-embedding row);
-- their lists from the serving table: its latest version is rewritten without them, and every
-  earlier version (files and log) is deleted, which also ends rollback to the nights before;
+- their rows from the published tables, the explanations table and the serving table (local or
+  on S3): the latest version of each is rewritten without them, and every earlier version (files
+  and log) is deleted, which also ends rollback to the nights before;
 - their ids from the runs' reports and logs (replaced by `[erased]`);
 - finally the request files themselves.
 
@@ -75,11 +75,14 @@ def erase_users(wh: config.Warehouse, run_date: str) -> dict:
         counters["model_rows_removed"] = sum(erase_from_model(model_dir, erased)
                                              for model_dir in sorted(wh.models.glob("*/"))
                                              if (model_dir / "users.parquet").exists())
-        if wh.recommendations.exists():
-            serving = erasure.erase_from_delta_table(wh.recommendations, erased)
-            counters.update({"serving_rows_removed": serving["rows"],
-                             "serving_versions_cut": serving["versions_cut"],
-                             "serving_files_vacuumed": serving["files_vacuumed"]})
+        # The explanations first, as a night commits them: never lists without their reasons.
+        for name, location in wh.published_tables().items():
+            if location.exists():
+                published = erasure.erase_from_delta_table(location, erased)
+                prefix = "serving" if name == "recommendations" else name
+                counters.update({f"{prefix}_rows_removed": published["rows"],
+                                 f"{prefix}_versions_cut": published["versions_cut"],
+                                 f"{prefix}_files_vacuumed": published["files_vacuumed"]})
         counters["run_files_scrubbed"] = erasure.scrub_run_files(wh.root / "runs", erased)
     for path in requests:
         path.unlink()

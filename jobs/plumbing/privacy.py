@@ -22,8 +22,9 @@ from pathlib import Path
 
 # Tables (under <warehouse>/tables/) that hold user ids, keyed by the column `user_id`; an erasure
 # removes the user's rows from every one of them, in every run date's directory. A new table with
-# user rows (e.g. recommendation_explanations) is added here, and nowhere else.
-USER_KEYED_TABLES = ("interactions", "candidate_lists", "recommendation_explanations")
+# user rows is added here, and nowhere else. The published Delta tables (the serving table and its
+# explanations, `Warehouse.published_tables()`, local or on S3) are erased with their history cut.
+USER_KEYED_TABLES = ("interactions", "candidate_lists", "candidate_explanations")
 # Tables whose rows keep the raw landing row as JSON (`_raw`, with its `user_id`).
 RAW_ROW_TABLES = ("rejected_rows",)
 # Where deletion requests arrive: one file per request, one user id per line.
