@@ -10,7 +10,8 @@ outside the warehouse, `VREC_INTERACTION_RETENTION_DAYS=36500` (the ratings are 
 shorter retention would drop them and time a smaller night), and before each night a deletion
 request for one user (`jobs.forget_user`): from the second round on the erasure also rewrites
 the serving table, cuts its history and edits the saved models. Prints each night's seconds and
-per-stage seconds, and the ratio of the on to the off total; `--out` writes JSON.
+per-stage seconds, the seconds of the modality ablation (train) and of the explanations (score)
+inside each night, and the ratio of the on to the off total; `--out` writes JSON.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobs.plumbing.stage import write_json
+from jobs.plumbing import config
+from jobs.plumbing.stage import read_counters, write_json
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
 RUN_DATE = "2026-11-20"
 STAGE_LINE = re.compile(r"^stage (\w+) done in ([\d.]+)s$")
+ABLATION_LINE = re.compile(r"^modality ablation in ([\d.]+)s")
 
 
 def _night(warehouse: Path, env: dict[str, str]) -> dict:
@@ -40,7 +43,11 @@ def _night(warehouse: Path, env: dict[str, str]) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"bench_privacy: the night failed: {done.stderr.strip().splitlines()[-1]}")
     stages = {m.group(1): float(m.group(2)) for m in map(STAGE_LINE.match, done.stderr.splitlines()) if m}
-    return {"seconds": round(seconds, 1), "stages": stages}
+    # What the explanations and the modality ablation cost inside the night (not a setting: always on).
+    ablation = [float(m.group(1)) for m in map(ABLATION_LINE.match, done.stderr.splitlines()) if m]
+    explain = read_counters(config.Warehouse.at(warehouse), RUN_DATE).get("score", {}).get("explain_seconds")
+    return {"seconds": round(seconds, 1), "stages": stages,
+            "ablation_seconds": ablation[0] if ablation else None, "explain_seconds": explain}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             result = {"round": round_ + 1, "load_average_before": round(load, 2), **_night(workdir / name, env)}
             nights[name].append(result)
-            print(f"round {round_ + 1} {name:>3}: {result['seconds']:7.1f} s  (load {load:.1f})  {result['stages']}",
-                  flush=True)
+            print(f"round {round_ + 1} {name:>3}: {result['seconds']:7.1f} s  (load {load:.1f})  {result['stages']}  "
+                  f"ablation {result['ablation_seconds']} s, explanations {result['explain_seconds']} s", flush=True)
             if args.out:   # after every night, so a stopped benchmark keeps what it measured
                 _write(args.out, nights)
     total = {name: sum(n["seconds"] for n in runs) for name, runs in nights.items()}
