@@ -19,7 +19,7 @@ import sys
 
 from jobs.plumbing import config
 from jobs.plumbing.sql import load_sql
-from jobs.plumbing.stage import StageError, add_serving_table_argument, warehouse_at
+from jobs.plumbing.stage import StageError, add_serving_table_argument, published_warehouse_at
 
 VIEWS = ("view_latest_recommendations", "view_recommendations_with_titles", "view_recommendations_with_explanations")
 
@@ -88,12 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     add_serving_table_argument(parser)
     args = parser.parse_args(argv)
     try:
-        wh = warehouse_at("consumer_views", args.warehouse, args.serving_table)
+        wh = published_warehouse_at("consumer_views", args.warehouse, args.serving_table)
     except StageError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
-    if not wh.recommendations.exists():
-        print(f"error: no serving table at {wh.recommendations}", file=sys.stderr)
         return 1
     spark = get_spark("vrec-consumer-views")
     register_views(spark, wh)

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from jobs.plumbing import config
-from jobs.plumbing.stage import StageError, add_serving_table_argument, warehouse_at
+from jobs.plumbing.stage import StageError, add_serving_table_argument, published_warehouse_at
 from jobs.plumbing.tables import read_table
 
 
@@ -59,12 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     add_serving_table_argument(parser)
     args = parser.parse_args(argv)
     try:
-        wh = warehouse_at("show_recommendations", args.warehouse, args.serving_table)
+        wh = published_warehouse_at("show_recommendations", args.warehouse, args.serving_table)
     except StageError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
-    if not wh.recommendations.exists():
-        print(f"error: no serving table at {wh.recommendations}", file=sys.stderr)
         return 1
 
     table = wh.recommendations.delta_table()

@@ -89,3 +89,16 @@ def test_a_serving_table_setting_that_is_no_location_ends_with_one_line(command,
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: [{stage}] serving table (--serving-table or $VREC_SERVING_TABLE): "
         "'gs://elsewhere/t' is not a table location: give a directory or s3://bucket/prefix")
+
+
+@pytest.mark.parametrize("command, options", [("consumer_views", ["--user-id", "u1"]), ("show_recommendations", [])])
+def test_a_reading_command_before_any_night_is_published_ends_with_one_line(command, options, tmp_path, monkeypatch,
+                                                                             capsys):
+    import importlib
+
+    monkeypatch.delenv("VREC_SERVING_TABLE", raising=False)
+    main = importlib.import_module(f"jobs.{command}").main
+    warehouse = tmp_path / "w"
+    assert main(["--warehouse", str(warehouse), *options]) == 1
+    table = (warehouse / "tables" / "recommendations").resolve()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: [{command}] no serving table at {table}"

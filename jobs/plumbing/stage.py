@@ -66,6 +66,15 @@ def warehouse_at(stage: str, warehouse: str | None, serving_table: str | None = 
         raise StageError(stage, f"serving table (--serving-table or $VREC_SERVING_TABLE): {err}") from err
 
 
+def published_warehouse_at(stage: str, warehouse: str | None, serving_table: str | None = None) -> config.Warehouse:
+    """A reading command's warehouse (`warehouse_at`), refused with a StageError when no night has
+    been published to its serving table yet."""
+    wh = warehouse_at(stage, warehouse, serving_table)
+    if not wh.recommendations.exists():
+        raise StageError(stage, f"no serving table at {wh.recommendations}")
+    return wh
+
+
 def parse_serving_table(text: str) -> str:
     try:
         TableLocation.parse(text)
