@@ -1,5 +1,6 @@
-"""Shared fixtures: the project root, the real data in ../shared/data, one SparkSession, and
-the environment for running the project's CLIs and Airflow in subprocesses."""
+"""Shared fixtures: the project root, the real data in ../shared/data, one SparkSession, an S3 test
+server and the AWS_* environment that reaches it, and the environment for running the project's
+CLIs and Airflow in subprocesses."""
 
 from __future__ import annotations
 
@@ -87,6 +88,16 @@ def s3_server():
         pytest.skip(f"moto's S3 server could not start: {err}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_env(s3_server) -> dict[str, str]:
+    """The AWS_* environment that reaches the test server, set in this process for the module."""
+    env = s3_server.environment()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 
@@ -44,3 +45,23 @@ def publish_first_night(spark, wh: config.Warehouse, run_date: str, *, top_n: in
     score(wh, run_date, top_n=top_n)
     publish(wh, run_date, top_n=top_n)
     return model_version
+
+
+def publish_night(wh: config.Warehouse, run_date: str, *, top_n: int, model_version: str) -> None:
+    """A night that trains nothing: score with `model_version` and publish, in this process."""
+    from jobs.publish import publish
+    from jobs.score import score
+
+    score(wh, run_date, top_n=top_n, model_version=model_version)
+    publish(wh, run_date, top_n=top_n)
+
+
+def warehouse_after_first_night(spark, root: Path, run_date: str,
+                                serving_table: str | None = None) -> tuple[config.Warehouse, str]:
+    """A warehouse at `root` after one full night (lists of 5) of a generated catalog of 120 videos
+    watched by 50 users, its serving table at `serving_table` (a directory or s3://bucket/prefix;
+    default: in the warehouse); and the model that night trained."""
+    wh = config.Warehouse.at(root, serving_table)
+    videos, _, rows = text_only_catalog(seed=3, n_videos=120, n_users=50)
+    write_landing(wh, videos, rows)
+    return wh, publish_first_night(spark, wh, run_date, top_n=5, epochs=3)
