@@ -22,7 +22,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: dist cluster help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-text bench-load bench-sparse bench-privacy show clean
+.PHONY: dist cluster help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-text bench-load bench-sparse bench-privacy bench-nights show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
@@ -98,7 +98,7 @@ test-quick: install
 # Add a part (training, scoring) as another bench-<part> target and list it after `bench:`.
 BENCH_DIR := $(CURDIR)/docs/bench
 
-bench: bench-features bench-training bench-scoring bench-text
+bench: bench-features bench-training bench-scoring bench-text bench-nights
 
 # Feature extraction vs a plain `ffmpeg -f null` decode of ../shared/data/media, on one core and on
 # all cores (~3 min on 2 cores); exits 1 when the one-core ratio is above 0.8, after writing the JSON.
@@ -123,6 +123,10 @@ bench-text: install
 	$(PY) -m jobs.bench.bench_text --out $(BENCH_DIR)/text_embedding.json
 
 # MovieLens-100k nights with the privacy settings off and on, alternately, two rounds (~10 min idle).
+# MovieLens-100k replayed as 8 nights, each with auto and with full training (about 25 minutes).
+bench-nights: install
+	$(PY) -m jobs.bench.bench_nights --periods 8 --out $(BENCH_DIR)/nights.json
+
 bench-privacy: install
 	$(PY) -m jobs.bench.bench_privacy --rounds 2 --out $(BENCH_DIR)/privacy.json
 

@@ -11,7 +11,7 @@ lists per user out.
 | `ingest` | Spark: landing catalog and interactions -> tables; bad rows set aside with a reason |
 | `extract_features` | Spark: one ffmpeg decode per new or changed video -> visual, MFCC and text features |
 | `validate_features` | Great Expectations suite over the feature table (types, ranges, coverage) |
-| `train` | the fused two-tower model and its LightGBM re-ranker (torch; `gpu` pool, CUDA when the worker has it) |
+| `train` | the fused two-tower model and its LightGBM re-ranker (torch; `gpu` pool, CUDA when the worker has it): a full retrain, or the production model updated with the interactions since its window (`training_mode`) |
 | `evaluate` | tonight's model against most-popular, item-kNN, ALS and BPR on held-out interactions; the modality ablation and the re-ranker's gain; metrics table, HTML report, and the gate: a model clearly worse than production is not published |
 | `score` | Spark: top-N per user, seen videos excluded, cold videos from content; in this process (`scoring_engine` `local`) or on the executors (`spark`), the same lists; then an explanation of each listed video |
 | `publish` | lists and their explanations validated, then one Delta commit of the explanations (`recommendation_explanations`, beside the serving table) and one that replaces the previous night's lists |
@@ -20,7 +20,8 @@ lists per user out.
 A failed task writes `runs/<ds>/failures/<task_id>.json` in the warehouse (what, when, which try,
 the error, the log link). Params: `warehouse` (root directory on a local or shared file system; the serving table may be on
 S3 via VREC_SERVING_TABLE), `top_n`, `full_refresh`
-(decode every video again), `skip_training` (score with the production model, or the pinned one),
+(decode every video again and retrain fully), `training_mode` (`auto`, `full` or `incremental`),
+`skip_training` (score with the production model, or the pinned one),
 `model_version` (pin a model from `tables/models/`), `scoring_engine` (`local` or `spark`). The
 Spark stages run where the `spark_default` connection points (`local[*]`, a standalone master, YARN,
 Kubernetes); executors import the project only from the archive the `package` task built. Every stage is idempotent for its run date
@@ -69,6 +70,8 @@ STAGE_ENV = {
     "VREC_RUN_DATE": "{{ ds }}",
     "VREC_TOP_N": "{{ params.top_n }}",
     "VREC_SKIP_TRAINING": "{{ params.skip_training }}",
+    "VREC_TRAINING_MODE": "{{ params.training_mode }}",
+    "VREC_FULL_REFRESH_FLAG": "{{ '--full-refresh' if params.full_refresh else '--no-full-refresh' }}",
     "PYTHONPATH": str(PROJECT_ROOT),
     "PYSPARK_PYTHON": PYTHON,
 }
@@ -149,7 +152,11 @@ with DAG(
                            description="Warehouse root: a directory on a local or shared file system, not an "
                                        "object store (only the serving table may be on S3: VREC_SERVING_TABLE)"),
         "top_n": Param(20, type="integer", minimum=1, maximum=1000, description="Videos per user list"),
-        "full_refresh": Param(False, type="boolean", description="Decode every video again"),
+        "full_refresh": Param(False, type="boolean", description="Decode every video again and retrain fully"),
+        "training_mode": Param("auto", type="string", enum=["auto", "full", "incremental"],
+                               description="full: retrain from scratch; incremental: update the production model "
+                                           "with the interactions since its window; auto: incremental, but full "
+                                           "every VREC_FULL_RETRAIN_DAYS days (7) and when incremental cannot apply"),
         "skip_training": Param(False, type="boolean",
                                description="Score with the production model (or model_version) instead of training"),
         # Optional (null allowed), or the trigger form would refuse to submit without a value.
@@ -172,7 +179,8 @@ with DAG(
         outlets=[VIDEO_FEATURES])
     validate_features = python_stage("validate_features")
     unless_skipped = f'[ "$VREC_SKIP_TRAINING" != "True" ] || exit {SKIPPED}; '
-    train = python_stage("train", prefix=unless_skipped, skip_on_exit_code=SKIPPED,
+    train = python_stage("train", '--training-mode "$VREC_TRAINING_MODE" "$VREC_FULL_REFRESH_FLAG"',
+                         prefix=unless_skipped, skip_on_exit_code=SKIPPED,
                          pool=os.environ.get("VREC_GPU_POOL", "gpu"), queue=os.environ.get("VREC_GPU_QUEUE", "gpu"))
     evaluate = python_stage("evaluate", prefix=unless_skipped, skip_on_exit_code=SKIPPED)
     # A spark-submit application either way; with the local engine it starts no SparkSession. An

@@ -58,16 +58,18 @@ def sequential_runs(n_interactions: int) -> tuple[bool, str]:
 
 
 def evaluate_baselines(wh: config.Warehouse, seed: int, max_eval_users: int | None, *,
-                       tune: bool | None = None, log=print) -> BaselineEvaluation:
-    """Every baseline on the held-out slice of `leave_last_out(all interactions, max_eval_users, seed)`."""
+                       tune: bool | None = None, exam_cutoff: float | None = None, log=print) -> BaselineEvaluation:
+    """Every baseline on the held-out slice of `leave_last_out(all interactions, max_eval_users, seed)`,
+    or with `exam_cutoff` on that of `after_cutoff` (an incremental night's exam)."""
     from models.baselines import fit_baselines, tune_baselines
-    from models.evaluation import evaluate, leave_last_out
+    from models.evaluation import after_cutoff, evaluate, leave_last_out
 
     started = time.perf_counter()
     tune = config.DEFAULT_TUNE_BASELINES if tune is None else tune
     inputs = load_model_inputs(wh)
     n_users, n_items = len(inputs.user_ids), len(inputs.video_ids)
-    holdout = leave_last_out(inputs.data, n_items, max_eval_users, seed)
+    holdout = leave_last_out(inputs.data, n_items, max_eval_users, seed) if exam_cutoff is None else \
+        after_cutoff(inputs.data, n_items, exam_cutoff, max_eval_users, seed)
     # The validation slice: each user's last training interaction, as models/fit.py's re-ranker slice.
     validation_users = min(max_eval_users or config.DEFAULT_TUNING_EVAL_USERS, config.DEFAULT_TUNING_EVAL_USERS)
     validation = leave_last_out(holdout.train, n_items, validation_users, seed)
@@ -111,29 +113,48 @@ def baseline_metrics(wh: config.Warehouse, seed: int, max_eval_users: int | None
     return evaluate_baselines(wh, seed, max_eval_users).metrics
 
 
-def published_score(wh: config.Warehouse, version: str) -> float | None:
-    """The held-out gate metric a model scored on its own night, from its artifact."""
+def _model_document(wh: config.Warehouse, version: str) -> dict | None:
     document = wh.models / version / "model.json"
-    if not document.exists():
-        return None
-    meta = json.loads(document.read_text())
-    return meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {}).get(GATE_METRIC)
+    return json.loads(document.read_text()) if document.exists() else None
 
 
-def gate(wh: config.Warehouse, version: str, score: float | None, tolerance: float) -> tuple[bool, str]:
-    """(passes, why) for tonight's model against the one in production."""
+def leave_last_out_score(wh: config.Warehouse, version: str) -> tuple[float | None, str]:
+    """(the leave-last-out gate metric of `version`'s lineage, the model that scored it): its own,
+    or for an incremental model that of the full retrain it descends from."""
+    meta = _model_document(wh, version)
+    while meta is not None and meta.get("evaluation_protocol", "leave_last_out") != "leave_last_out":
+        meta = _model_document(wh, meta.get("parent_version") or "")
+    if meta is None:
+        return None, version
+    return meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {}).get(GATE_METRIC), \
+        meta["model_version"]
+
+
+def gate(wh: config.Warehouse, version: str, meta: dict, tolerance: float) -> tuple[bool, str]:
+    """(passes, why) for tonight's model against the one in production, compared on the same
+    protocol: an incremental model and its parent on tonight's exam (both measured by the train
+    stage); a full retrain against the leave-last-out score of production's lineage."""
     production = production_model(wh)
     if production is None:
         return True, "no lists are published yet: nothing to compare with"
     if production == version:
         return True, f"{version} is already the production model"
-    reference = published_score(wh, production)
+    score = meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {}).get(GATE_METRIC)
+    if meta.get("evaluation_protocol") == "after_cutoff":
+        if meta.get("parent_version") != production:
+            return False, (f"{version} was trained from {meta.get('parent_version')}, but {production} serves now; "
+                           "train again")
+        reference, scored_by, protocol = meta["evaluation"]["production"].get(GATE_METRIC), production, \
+            "on tonight's exam (after-cutoff)"
+    else:
+        (reference, scored_by), protocol = leave_last_out_score(wh, production), "leave-last-out"
     if reference is None:
         return True, f"production model {production} has no recorded {GATE_METRIC}: nothing to compare with"
     if score is None:
-        return False, f"{version} has no held-out {GATE_METRIC} (too few users with two interactions)"
+        return False, f"{version} has no held-out {GATE_METRIC} (too few users to measure it on)"
     floor = reference * (1.0 - tolerance)
-    verdict = (f"{version} {GATE_METRIC} {score:.4f} against production {production} {reference:.4f} "
+    against = production if scored_by == production else f"{production} (its full retrain {scored_by})"
+    verdict = (f"{version} {GATE_METRIC} {score:.4f} against production {against} {reference:.4f} {protocol} "
                f"(floor {floor:.4f} at tolerance {tolerance:.0%})")
     return score >= floor, verdict
 
@@ -146,7 +167,7 @@ def metric_rows(run_date: str, version: str, evaluation: dict[str, dict], publis
 
 def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = config.DEFAULT_GATE_TOLERANCE,
                  seed: int = config.DEFAULT_SEED) -> dict:
-    from jobs.plumbing.evaluation_report import render
+    from jobs.plumbing.evaluation_report import LEAVE_LAST_OUT, after_cutoff_protocol, render
 
     version = read_counters(wh, run_date).get("train", {}).get("model_version")
     if not version or not (wh.models / version / "model.json").exists():
@@ -155,7 +176,7 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     method = meta.get("published_method", "two_tower")
     # The slice the train stage measured the model on: its seed and sample of users.
     baselines = evaluate_baselines(wh, meta.get("seed", seed), meta.get("max_eval_users"),
-                                   log=lambda line: print(line, file=sys.stderr))
+                                   exam_cutoff=meta.get("exam_cutoff"), log=lambda line: print(line, file=sys.stderr))
     evaluation = {**meta.get("evaluation", {}), **baselines.metrics}
     diagnostics = {**{ABLATION_PREFIX + m: metrics for m, metrics in meta.get("ablation", {}).items()},
                    **({RANKER_GAIN: meta["ranker_gain"]} if meta.get("ranker_gain") else {})}
@@ -165,21 +186,26 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     history = read_table(wh.model_metrics).to_pandas()
 
     score = evaluation.get(method, {}).get(GATE_METRIC)
-    passed, verdict = gate(wh, version, score, tolerance)
+    passed, verdict = gate(wh, version, meta, tolerance)
     verdict = ("passed: " if passed else "BLOCKED: ") + verdict
     report = wh.run_dir(run_date) / "evaluation.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render(run_date, version, tonight, history, verdict, meta.get("training", {}),
                              tuning=baselines.tuning, sequential=baselines.sequential,
-                             ranker_used=method == "two_tower_ranker"))
+                             ranker_used=method == "two_tower_ranker",
+                             protocol=LEAVE_LAST_OUT if meta.get("exam_cutoff") is None else
+                             after_cutoff_protocol(meta["window"]["end_utc"], meta.get("parent_version"))))
     print(f"evaluation report: {report}", file=sys.stderr)
 
-    best_baseline = max((m for m in evaluation if not m.startswith("two_tower") and not is_diagnostic(m)),
+    best_baseline = max((m for m in evaluation
+                         if not m.startswith("two_tower") and m != "production" and not is_diagnostic(m)),
                         key=lambda m: evaluation[m].get(GATE_METRIC, 0.0), default=None)
     counters = {"model_version": version, "published_method": method, GATE_METRIC: score,
                 "hr@10": evaluation.get(method, {}).get("hr@10"), "best_baseline": best_baseline,
                 "best_baseline_" + GATE_METRIC: evaluation.get(best_baseline, {}).get(GATE_METRIC),
                 "gate_passed": passed, "gate": verdict, "report": str(report),
+                "evaluation_protocol": meta.get("evaluation_protocol", "leave_last_out"),
+                "training_mode": meta.get("training_mode", "full"),
                 "baseline_seconds": baselines.seconds, "baseline_tuning": baselines.tuning,
                 "sasrec": baselines.sequential,
                 "ablation": meta.get("ablation", {})}

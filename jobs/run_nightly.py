@@ -1,6 +1,7 @@
 """Run every stage of the nightly pipeline in order, without Airflow.
 
-    python -m jobs.run_nightly --warehouse DIR --run-date YYYY-MM-DD [--top-n N] [--serving-table s3://bucket/prefix]
+    python -m jobs.run_nightly --warehouse DIR --run-date YYYY-MM-DD [--top-n N] [--serving-table s3://bucket/prefix] \
+        [--training-mode auto|full|incremental] [--full-refresh]
 
 The same job code the DAG runs, in one process that shares one local SparkSession between the
 Spark stages. Exit 0 on success; on failure, exit 1 with one line on stderr naming the stage and
@@ -17,6 +18,7 @@ import time
 import traceback
 
 from jobs.plumbing import config
+from jobs.train import add_training_mode_argument
 from jobs.plumbing.stage import (StageError, add_serving_table_argument, base_parser, describe, fail, preflight,
                                  warehouse_at)
 
@@ -40,7 +42,8 @@ def _stages(args, wh: config.Warehouse):
         ("extract_features", lambda: extract(get_spark("vrec-nightly"), wh, args.run_date,
                                              full_refresh=args.full_refresh, limits=limits)),
         ("validate_features", lambda: validate_features(wh, args.run_date, args.min_coverage)),
-        ("train", lambda: train(wh, args.run_date, epochs=args.epochs, seed=args.seed)),
+        ("train", lambda: train(wh, args.run_date, epochs=args.epochs, seed=args.seed, mode=args.training_mode,
+                                full_refresh=args.full_refresh)),
         ("evaluate", lambda: evaluate_run(wh, args.run_date, tolerance=args.gate_tolerance, seed=args.seed)),
         ("score", lambda: score(wh, args.run_date, top_n=args.top_n, model_version=args.model_version)),
         ("publish", lambda: publish(wh, args.run_date, top_n=args.top_n)),
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS,
                         help="most epochs of the first training (early stopping may end it sooner)")
     parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
-    parser.add_argument("--full-refresh", action="store_true", help="decode every video again")
+    parser.add_argument("--full-refresh", action="store_true", help="decode every video again and retrain fully")
+    add_training_mode_argument(parser)
     parser.add_argument("--skip-training", action="store_true",
                         help="score with --model-version (default: the production model) instead of training")
     parser.add_argument("--model-version", default=None,

@@ -59,7 +59,7 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     from models.evaluation import seen_csr
     from models.explanations import MIN_SUPPORT_WEIGHT, Explainer, ablated_item_vectors, popular_recently
     from models.fit import catalog_features
-    from models.scoring import ItemVectors, encode
+    from models.scoring import ItemVectors, encode, index_of
 
     if top_n < 1:
         raise StageError(STAGE, f"top_n must be at least 1, got {top_n}")
@@ -78,10 +78,10 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     content = content_matrix(items, artifact.stats)
 
     # Items and users the model was trained on use their ID embeddings; new ones stand on content.
-    model_item = _lookup(artifact.video_ids, video_ids)
+    model_item = index_of(artifact.video_ids, video_ids)
     use_id = (model_item >= 0) & artifact.warm[np.maximum(model_item, 0)]
     vectors = encode(artifact.model, content, data, len(user_ids), model_item=model_item,
-                     model_user=_lookup(artifact.user_ids, user_ids), use_id=use_id)
+                     model_user=index_of(artifact.user_ids, user_ids), use_id=use_id)
     reranked = artifact.ranker is not None
     model = ScoringModel(ItemVectors(vectors.items), artifact.ranker,
                          catalog_features(data, content, len(user_ids)) if reranked else None,
@@ -146,10 +146,11 @@ def write_explanations(explainer, users, supports, user_ids: np.ndarray, video_i
     """Explain the lists in `lists_dir` (either engine's) and write them to `target`, one row per
     listed (user, video), in the explanations table's columns less run_date; returns the rows."""
     from models.explanations import explain_lists
+    from models.scoring import index_of
 
     lists = read_table(lists_dir, [config.USER_ID, config.RANK, config.VIDEO_ID]).to_pandas()
-    user = _lookup(user_ids, lists[config.USER_ID].to_numpy(object))
-    video = _lookup(video_ids, lists[config.VIDEO_ID].to_numpy(object))
+    user = index_of(user_ids, lists[config.USER_ID].to_numpy(object))
+    video = index_of(video_ids, lists[config.VIDEO_ID].to_numpy(object))
     width = max(top_n, int(lists[config.RANK].max()) if len(lists) else 0)
     best = np.full((len(user_ids), width), -1, np.int64)
     best[user, lists[config.RANK].to_numpy() - 1] = video
@@ -194,14 +195,6 @@ def explanation_rows(explained, user_ids: np.ndarray, ranks: np.ndarray, videos:
         columns[config.RANKER_TOP_FEATURES] = pa.ListArray.from_arrays(
             pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), values, type=RANKER_FEATURE_TYPE)
     return pa.table(columns)
-
-
-def _lookup(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """The model's index of each id (-1: unknown); erased users' entries (NULL) match nothing."""
-    import pandas as pd
-    known = np.flatnonzero(pd.notna(trained_ids))
-    found = pd.Index(trained_ids[known]).get_indexer(ids)
-    return np.where(found >= 0, known[found], -1).astype(np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,7 +68,8 @@ def save_artifact(models_dir: Path, run_date: str, model: TwoTower, stats: Conte
                    target / "items.parquet")
     pq.write_table(pa.table({"user_id": pa.array(user_ids, pa.string())}), target / "users.parquet")
     if ranker is not None:
-        (target / "ranker.txt").write_text(ranker.booster_.model_to_string())
+        # A fitted LGBMRanker, or a Booster carried over from the parent model (models.incremental).
+        (target / "ranker.txt").write_text(getattr(ranker, "booster_", ranker).model_to_string())
     document = {"model_version": version, "run_date": run_date, "tower": model.cfg.to_dict(),
                 "content_stats": stats.to_dict(), "feature_schema": stats.dims, **metadata}
     # model.json is written last: a directory without it is an unfinished save and is never loaded.

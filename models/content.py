@@ -100,7 +100,8 @@ def _stack(values: pd.Series, present: np.ndarray, dim: int) -> np.ndarray:
 
 def _present(features: pd.DataFrame, column: str, flag: str) -> np.ndarray:
     has = features[flag].fillna(False).astype(bool).to_numpy()
-    return has & features[column].map(lambda v: v is not None and len(v) > 0).to_numpy()
+    # A video absent from the feature table has NaN here, not a vector.
+    return has & features[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray)) and len(v) > 0).to_numpy()
 
 
 def fit_content_stats(features: pd.DataFrame) -> ContentStats:

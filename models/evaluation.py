@@ -1,5 +1,7 @@
-"""Leave-last-out evaluation: every method ranks the whole catalog for each user, and the rank of
-the user's most recent video (held out of training) is measured.
+"""Held-out evaluation: every method ranks the whole catalog for each user, and the rank of one
+held-out video is measured. Two protocols choose it: leave-last-out (each user's most recent video;
+full nights) and after-cutoff (each user's first new video after a time, nothing after it trained
+on; incremental nights, where a warm-started model has already learnt most users' last videos).
 
 A scorer is any callable `scorer(users) -> scores` returning a (len(users), n_items) array; the
 videos a user already interacted with in training are excluded here, the same way for every method.
@@ -51,6 +53,34 @@ def leave_last_out(data: IndexedInteractions, n_items: int, max_users: int | Non
     counts = np.bincount(train.item, minlength=n_items)
     items = data.item[held]
     return Holdout(train=train, users=data.user[held], items=items, cold=counts[items] == 0)
+
+
+def after_cutoff(data: IndexedInteractions, n_items: int, cutoff: float, max_users: int | None = None,
+                 seed: int = 7) -> Holdout:
+    """Train on the interactions up to `cutoff` (Unix seconds); hold out, for each user with
+    interactions on both sides of it, every video after it that the user had not watched before
+    (one evaluated row each: a user with three new videos is measured three times, each time
+    ranking one of them against the whole catalog but what the user watched before the cutoff).
+
+    Nothing after the cutoff is trained on: every method sees the same past. Users with nothing
+    before the cutoff are not evaluated (as in leave_last_out: with no history their videos would
+    measure only popularity). `max_users`: a seeded sample of the users, with all their rows.
+    """
+    before = data.ts <= cutoff
+    train = data.subset(before)
+    pairs = data.user * n_items + data.item
+    with_history = np.zeros(int(data.user.max(initial=-1)) + 1, bool)
+    with_history[train.user] = True
+    rows = np.flatnonzero(~before & with_history[data.user] & ~np.isin(pairs, pairs[before]))
+    rows = rows[np.unique(pairs[rows], return_index=True)[1]]   # a video watched twice is one row
+    rows.sort()
+    users = np.unique(data.user[rows])
+    if max_users is not None and len(users) > max_users:
+        chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
+        rows = rows[np.isin(data.user[rows], chosen)]
+    counts = np.bincount(train.item, minlength=n_items)
+    items = data.item[rows]
+    return Holdout(train=train, users=data.user[rows], items=items, cold=counts[items] == 0)
 
 
 def sample_users(holdout: Holdout, max_users: int | None, seed: int = 7) -> Holdout:

@@ -31,7 +31,7 @@ import numpy as np
 
 from models.baselines import ItemKNN, user_item_matrix
 from models.evaluation import evaluate, leave_last_out, sample_users
-from models.ranker import CatalogFeatures, Reranked, RankerContext, fit_ranker
+from models.ranker import CatalogFeatures, Reranked, RankerContext, feature_gain, fit_ranker
 from models.scoring import encode
 from models.training import IndexedInteractions, train_two_tower
 from models.two_tower import TwoTower
@@ -179,8 +179,7 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
                                     epochs=settings.fine_tune_epochs, init=tower, **common)
     vectors = encode(tower, content, evaluation_slice.train, n_users)
     evaluation = {"two_tower": evaluate(vectors, evaluation_slice, n_users, n_items)}
-    ranker_gain = {} if ranker is None else dict(zip(
-        ranker.booster_.feature_name(), map(float, ranker.booster_.feature_importance("gain"))))
+    ranker_gain = feature_gain(ranker)
     context = None
     if ranker is not None:
         context = ranker_context(evaluation_slice.train, content, n_users)

@@ -214,6 +214,14 @@ def fit_ranker(tower: Scorer, ctx: RankerContext, users: np.ndarray, targets: np
     return ranker, stats
 
 
+def feature_gain(ranker) -> dict[str, float]:
+    """Feature -> total gain of a fitted LGBMRanker or a loaded Booster (empty without a ranker)."""
+    booster = getattr(ranker, "booster_", ranker)
+    if booster is None:
+        return {}
+    return dict(zip(booster.feature_name(), map(float, booster.feature_importance("gain"))))
+
+
 class Reranked:
     """A scorer: the ranker's order over the tower's candidates, the tower's order below them
     (seen videos come back at -inf; every consumer of a scorer excludes them anyway)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from models.training import IndexedInteractions, last_histories
@@ -89,3 +90,10 @@ def encode(model: TwoTower, content: np.ndarray, data: IndexedInteractions, n_us
         users = model.encode_users(torch.from_numpy(model_user), torch.from_numpy(hist_items),
                                    torch.from_numpy(hist_weights), items)
     return TowerVectors(users.numpy(), items.numpy())
+
+
+def index_of(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The model's index of each id (-1: unknown); erased users' entries (NULL) match nothing."""
+    known = np.flatnonzero(pd.notna(trained_ids))
+    found = pd.Index(trained_ids[known]).get_indexer(ids)
+    return np.where(found >= 0, known[found], -1).astype(np.int64)

@@ -80,9 +80,13 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                     batch_size: int = 512, lr: float = 2e-3, weight_decay: float = 1e-5, seed: int = 7,
                     cfg_overrides: dict | None = None, device: torch.device | None = None,
                     init: TwoTower | None = None, validate: Callable[[TwoTower], float] | None = None,
-                    patience: int = 2, history_refresh_steps: int = 0,
+                    patience: int = 2, history_refresh_steps: int = 0, examples: np.ndarray | None = None,
                     log=print) -> tuple[TwoTower, dict]:
     """Fit the model on all of `data`; returns the model (on CPU, eval mode) and training metrics.
+
+    With `examples` (indices into `data`), only those interactions are training examples; the
+    histories they are predicted from still come from all of `data` (incremental training learns
+    the new interactions and a replay sample, each from the user's full history).
 
     With `history_refresh_steps` > 0, the history side of each batch reads item vectors from a
     table of every item's vector, recomputed without gradients every that many steps, and only the
@@ -114,10 +118,12 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     use_amp = device.type == "cuda"
 
     hist_items, hist_weights = histories(data, cfg.history_len)
-    counts = np.bincount(data.item, minlength=cfg.n_items).astype(np.float64)
+    warm = torch.from_numpy(np.bincount(data.item, minlength=cfg.n_items) > 0).to(device)
+    rows = np.arange(len(data)) if examples is None else np.asarray(examples, np.int64)
+    # The negatives are the batch's other targets: their popularity is the examples' popularity.
+    counts = np.bincount(data.item[rows], minlength=cfg.n_items).astype(np.float64)
     log_q = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + cfg.n_items))).float().to(device)
-    warm = torch.from_numpy(counts > 0).to(device)
-    tensors = {name: torch.from_numpy(array).to(device) for name, array in
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(array[rows])).to(device) for name, array in
                (("user", data.user), ("item", data.item), ("weight", data.weight),
                 ("hist_items", hist_items), ("hist_weights", hist_weights))}
 
@@ -127,7 +133,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     try:
         for epoch in range(epochs):
             model.train()
-            order = torch.from_numpy(generator.permutation(len(data))).to(device)
+            order = torch.from_numpy(generator.permutation(len(rows))).to(device)
             total, seen = 0.0, 0
             for begin in range(0, len(order), batch_size):
                 batch = order[begin: begin + batch_size]
@@ -164,8 +170,8 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
         model.load_state_dict(best_state)
     model.eval()
     ran = len(epoch_losses)
-    metrics = {"epochs": ran, "train_examples": len(data), "train_seconds": round(seconds, 3),
-               "examples_per_second": round(len(data) * ran / max(seconds, 1e-9), 1),
+    metrics = {"epochs": ran, "train_examples": len(rows), "train_seconds": round(seconds, 3),
+               "examples_per_second": round(len(rows) * ran / max(seconds, 1e-9), 1),
                "epoch_losses": [round(x, 5) for x in epoch_losses], "device": device.type}
     if scores:
         metrics.update(best_epoch=int(np.argmax(scores)) + 1, validation=[round(x, 5) for x in scores])

@@ -64,7 +64,8 @@ def test_nightly_dag_wiring_and_params():
     result = _probe(PROJECT_ROOT / "dags" / "video_recs_nightly.py")
     dag = result["dags"][0]
     assert dag["dag_id"] == "video_recs_nightly"
-    assert {"warehouse", "top_n", "full_refresh", "skip_training", "model_version", "scoring_engine"} <= set(dag["params"])
+    assert {"warehouse", "top_n", "full_refresh", "skip_training", "model_version", "scoring_engine",
+            "training_mode"} <= set(dag["params"])
     assert all(dag["param_types"].values()), dag["param_types"]       # the trigger form validates each
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert [t["id"] for t in dag["tasks"]] == ["package", "erase_users", "ingest", "extract_features", "validate_features", "train", "evaluate",

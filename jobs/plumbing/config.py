@@ -78,6 +78,16 @@ DEFAULT_MIN_FEATURE_COVERAGE = float(_env("MIN_FEATURE_COVERAGE", "0.5"))
 DEFAULT_GATE_TOLERANCE = float(_env("GATE_TOLERANCE", "0.25"))
 # Most epochs of the first training; early stopping on a validation slice usually ends it sooner.
 DEFAULT_EPOCHS = int(_env("EPOCHS", "12"))
+# Training modes (jobs.train): "full" retrains from scratch on the whole history; "incremental"
+# updates the production model with the interactions since its window (models.incremental); "auto"
+# is incremental except every VREC_FULL_RETRAIN_DAYS days and when incremental cannot apply.
+TRAINING_MODES = ("auto", "full", "incremental")
+DEFAULT_TRAINING_MODE = _env("TRAINING_MODE", "auto") or "auto"
+DEFAULT_FULL_RETRAIN_DAYS = float(_env("FULL_RETRAIN_DAYS", "7"))
+# An incremental night's exam: the interactions of the newest VREC_EVAL_DAYS days (earlier when
+# fewer than VREC_EVAL_MIN_USERS users have one), which the model of the night does not train on.
+DEFAULT_EVAL_DAYS = float(_env("EVAL_DAYS", "1"))
+DEFAULT_EVAL_MIN_USERS = int(_env("EVAL_MIN_USERS", "100"))
 # Earlier nights of the serving table stay readable (and can be rolled back to) this long; older
 # files are vacuumed after each publish and rollback.
 DEFAULT_RETENTION_DAYS = float(_env("RETENTION_DAYS", "30"))

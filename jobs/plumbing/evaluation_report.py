@@ -173,12 +173,21 @@ def tuning_table(tuning: dict[str, dict], sequential: dict) -> str:
             + "".join(rows) + "</table>" + note)
 
 
+LEAVE_LAST_OUT = "leave-last-out: each user's most recent interaction is held out (a full retrain's night)."
+
+
+def after_cutoff_protocol(cutoff_utc: str, production: str | None) -> str:
+    return (f"after-cutoff: the users' new videos after {cutoff_utc}, which no method trained on; "
+            f"the production model {production} is measured on the same exam (an incremental night).")
+
+
 def render(run_date: str, model_version: str, tonight: pd.DataFrame, history: pd.DataFrame,
            verdict: str, training: dict, tuning: dict[str, dict] | None = None,
-           sequential: dict | None = None, ranker_used: bool = False) -> str:
+           sequential: dict | None = None, ranker_used: bool = False, protocol: str = LEAVE_LAST_OUT) -> str:
     """The page. `tonight`/`history`: rows of (run_date, method, metric, value, is_published), the
     ablation and gain rows among them; `tuning`: method -> grid record
-    (models.baselines.Tuning.as_record); `sequential`: SASRec's facts."""
+    (models.baselines.Tuning.as_record); `sequential`: SASRec's facts; `protocol`: how tonight's
+    figures were held out (LEAVE_LAST_OUT or after_cutoff_protocol(...))."""
     published_method = next(iter(tonight.loc[tonight["is_published"], "method"]), "two_tower")
     ablation = ablation_section(tonight, published_method, ranker_used)
     tonight = tonight[~tonight["method"].map(is_diagnostic)]
@@ -193,8 +202,9 @@ def render(run_date: str, model_version: str, tonight: pd.DataFrame, history: pd
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
 <h1>Evaluation of {html.escape(model_version)}</h1>
-<p>Run date {html.escape(run_date)}. Leave-last-out: each user's most recent interaction is held out;
-every method ranks the whole catalog with the user's other videos excluded.</p>
+<p>Run date {html.escape(run_date)}. Tonight's figures: {html.escape(protocol)} Every method ranks the whole
+catalog with the user's earlier videos excluded. In the history each night's figures use that night's
+protocol: leave-last-out on full nights, the after-cutoff exam on incremental ones.</p>
 <p><b>Gate:</b> {html.escape(verdict)}</p>
 <h2>Tonight, held-out slice</h2>
 {wide.to_html(float_format=lambda v: f"{v:.0f}" if v >= 1 and float(v).is_integer() else f"{v:.4f}")}

@@ -1,0 +1,139 @@
+"""Benchmark simulated nights: a history replayed as consecutive nights, auto against full training.
+
+    python -m jobs.bench.bench_nights [--source ../shared/data/movielens-100k] [--periods 8] [--nights N]
+                                      [--workdir DIR] [--out docs/bench/nights.json]
+
+MovieLens-100k's ratings are cut by timestamp into `--periods` + 1 consecutive periods of equal
+length. Night k (run date 2026-11-20 + k days) sees the ratings of the first k + 1 periods. Two
+warehouses replay the same nights with the real stages (`python -m jobs.run_nightly`, each night a
+process of its own, SASRec off): one with `--training-mode auto` (incremental, full every
+VREC_FULL_RETRAIN_DAYS), one with `--training-mode full`. Per night it records the train stage's
+and the whole night's seconds, the mode auto chose, the gate's decision, and the next-period
+NDCG@10 and HR@10 of each night's published model: every new video, in the following period, of
+the users who had rated before it (`models.evaluation.after_cutoff`), scored from their histories
+at the night.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from jobs.plumbing import config
+from jobs.plumbing.stage import read_counters, write_json
+
+DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
+FIRST_NIGHT = dt.date(2026, 11, 20)
+STAGE_LINE = re.compile(r"^stage (\w+) done in ([\d.]+)s$")
+MODES = ("auto", "full")
+
+
+def _night(warehouse: Path, run_date: str, mode: str, env: dict[str, str]) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(warehouse), "--run-date",
+                           run_date, "--top-n", "20", "--training-mode", mode], capture_output=True, text=True,
+                          env=env)
+    seconds = time.perf_counter() - started
+    lines = done.stderr.strip().splitlines()
+    stages = {m.group(1): float(m.group(2)) for m in map(STAGE_LINE.match, lines) if m}
+    counters = read_counters(config.Warehouse.at(warehouse), run_date)
+    evaluated = counters.get("evaluate", {})
+    return {"seconds": round(seconds, 1), "train_seconds": stages.get("train"), "stages": stages,
+            "published": done.returncode == 0, "error": None if done.returncode == 0 else lines[-1],
+            "model_version": counters.get("train", {}).get("model_version"),
+            "training_mode": counters.get("train", {}).get("training_mode"),
+            "mode_reason": counters.get("train", {}).get("mode_reason"),
+            "gate_passed": evaluated.get("gate_passed"), "gate": evaluated.get("gate")}
+
+
+def next_period(warehouse: Path, version: str, ratings, night_end: float, period_end: float) -> dict:
+    """NDCG@10 and HR@10 of a saved model on the next period's new videos of returning users."""
+    from jobs.plumbing.model_inputs import index_interactions, load_items
+    from models.artifact import load_artifact
+    from models.content import content_matrix
+    from models.evaluation import after_cutoff, evaluate
+    from models.incremental import Lineage, artifact_scorer
+    from models.scoring import index_of
+
+    wh = config.Warehouse.at(warehouse)
+    items = load_items(wh)
+    video_ids = items[config.VIDEO_ID].to_numpy(object)
+    frame = ratings[ratings[config.TS] < period_end]
+    user_ids = np.sort(frame[config.USER_ID].unique()).astype(object)
+    data = index_interactions(frame, video_ids, user_ids)
+    exam = after_cutoff(data, len(video_ids), night_end)
+    artifact = load_artifact(wh.models, version)
+    content = content_matrix(items, artifact.stats)
+    lineage = Lineage(index_of(artifact.video_ids, video_ids), index_of(artifact.user_ids, user_ids))
+    metrics = evaluate(artifact_scorer(artifact, content, lineage, exam.train, len(user_ids)), exam,
+                       len(user_ids), len(video_ids))
+    return {"ndcg@10": round(metrics.get("ndcg@10", 0.0), 5), "hr@10": round(metrics.get("hr@10", 0.0), 5),
+            "videos": int(len(exam.users)), "users": int(len(np.unique(exam.users)))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--periods", type=int, default=8, help="nights (each followed by the period it is judged on)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-nights-"))
+    env = {**os.environ, "VREC_EVAL_SEQUENTIAL": os.environ.get("VREC_EVAL_SEQUENTIAL", "0")}
+
+    for mode in MODES:
+        subprocess.run([sys.executable, "-m", "jobs.import_dataset", "--format", "movielens-100k", "--source",
+                        str(args.source), "--warehouse", str(workdir / mode)], check=True, capture_output=True)
+    landing = workdir / "auto" / "landing" / "interactions" / "movielens-100k.parquet"
+    everything = pq.read_table(landing)
+    ratings = everything.to_pandas()
+    ratings["weight"] = ratings[config.EVENT].map(config.EVENT_WEIGHTS).fillna(1.0).astype(np.float32)
+    ratings = ratings.sort_values([config.USER_ID, config.TS, config.VIDEO_ID], kind="stable")
+    edges = np.linspace(ratings[config.TS].min(), ratings[config.TS].max() + 1, args.periods + 2)[1:]
+
+    nights = []
+    for k in range(args.periods):
+        run_date = (FIRST_NIGHT + dt.timedelta(days=k)).isoformat()
+        seen = everything.filter(np.asarray(everything[config.TS]) < edges[k])
+        record = {"night": k + 1, "run_date": run_date, "interactions": seen.num_rows}
+        for mode in MODES:
+            pq.write_table(seen, workdir / mode / "landing" / "interactions" / "movielens-100k.parquet")
+            night = _night(workdir / mode, run_date, mode, env)
+            if night["model_version"]:
+                night["next_period"] = next_period(workdir / mode, night["model_version"], ratings, edges[k],
+                                                   edges[k + 1])
+            record[mode] = night
+        full, auto = record["full"].get("next_period"), record["auto"].get("next_period")
+        if full and auto and full["ndcg@10"]:
+            record["auto_to_full_ndcg@10"] = round(auto["ndcg@10"] / full["ndcg@10"], 3)
+        if record["auto"]["train_seconds"] and record["full"]["train_seconds"]:
+            record["auto_to_full_train_seconds"] = round(record["auto"]["train_seconds"]
+                                                         / record["full"]["train_seconds"], 3)
+        print(f"night {k + 1} ({seen.num_rows} ratings): auto {record['auto']['training_mode']} "
+              f"train {record['auto']['train_seconds']}s next NDCG@10 {auto and auto['ndcg@10']} "
+              f"gate {record['auto']['gate_passed']} | full train {record['full']['train_seconds']}s "
+              f"next NDCG@10 {full and full['ndcg@10']}", flush=True)
+        nights.append(record)
+
+    result = {"dataset": "movielens-100k", "periods": args.periods, "nights": nights,
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+              "settings": {"full_retrain_days": config.DEFAULT_FULL_RETRAIN_DAYS, "eval_days": config.DEFAULT_EVAL_DAYS,
+                           "eval_min_users": config.DEFAULT_EVAL_MIN_USERS}}
+    if args.out:
+        write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Incremental training: the production model brought up to date with what arrived since.
+
+A full retrain (`models.fit`) costs the whole history every night. An incremental night starts
+from the production model's weights instead, with ID rows appended for new users and videos
+(initialised as a new model's), and trains on the interactions that arrived after the production
+model's window, plus a replay sample of older ones so it does not forget. Its cost follows the
+day's interactions, not the history's.
+
+An honest exam. A warm-started model has already learnt most users' last videos, so
+leave-last-out would flatter it. Instead the newest interactions are held out: everything after
+a cutoff (the newest `eval_days`, moved earlier until at least `min_exam_users` users have a video
+after it, and never before the production model's window ends). Tonight's model, the production
+model and the baselines are all measured on the users' new videos after the cutoff, which none of
+them trained on (`models.evaluation.after_cutoff`). The model examined is the model
+published: it learns the exam's interactions on the next night, while tonight's lists are still
+scored from every user's full history.
+
+The re-ranker is refit on fresh candidates: the production model's, for each user's first video
+of the new window (which that model never saw), so the labels are honest as in a full night.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.artifact import ModelArtifact
+from models.evaluation import Holdout, after_cutoff, evaluate
+from models.fit import FitResult, ranker_context
+from models.ranker import Reranked, feature_gain, fit_ranker
+from models.scoring import encode, index_of
+from models.training import IndexedInteractions, train_two_tower
+from models.two_tower import TowerConfig, TwoTower
+
+DAY_S = 86_400.0
+
+
+@dataclass
+class IncrementalSettings:
+    eval_days: float = 1.0
+    min_exam_users: int = 100
+    epochs: int = 3
+    replay_ratio: float = 1.0      # replayed older interactions per new one
+    max_eval_users: int | None = None
+    candidates: int = 200
+    batch_size: int = 512
+    seed: int = 7
+
+
+@dataclass
+class Lineage:
+    """Tonight's index of users and videos against the parent model's (-1: new tonight)."""
+
+    parent_item: np.ndarray
+    parent_user: np.ndarray
+
+
+def exam_cutoff(data: IndexedInteractions, window_end: float, days: float, min_users: int) -> float:
+    """Where the exam starts: `days` before the newest interaction, earlier when fewer than
+    `min_users` users have an interaction after that, never before `window_end` (the production
+    model must not have trained on its exam)."""
+    newest = float(data.ts.max())
+    last_per_user = np.sort(np.maximum.reduceat(data.ts, np.flatnonzero(np.r_[True, np.diff(data.user) != 0])))
+    enough = last_per_user[-min_users] - 1e-6 if len(last_per_user) >= min_users else -math.inf
+    return max(min(newest - days * DAY_S, enough), window_end)
+
+
+def grow(parent: ModelArtifact, video_ids: np.ndarray, user_ids: np.ndarray, seed: int) -> tuple[TwoTower, Lineage]:
+    """The parent model over tonight's users and videos: its layers as they are, the ID rows of
+    the users and videos it knew copied, new ones initialised as a new model's."""
+    lineage = Lineage(index_of(parent.video_ids, video_ids), index_of(parent.user_ids, user_ids))
+    cfg = TowerConfig(**{**parent.model.cfg.to_dict(), "n_items": len(video_ids), "n_users": len(user_ids)})
+    torch.manual_seed(seed)
+    model = TwoTower(cfg, torch.zeros(cfg.n_items, cfg.content_dim))
+    state = {k: v for k, v in parent.model.state_dict().items() if k not in ("item_id.weight", "user_id.weight")}
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        for table, parent_table, rows in ((model.item_id, parent.model.item_id, lineage.parent_item),
+                                          (model.user_id, parent.model.user_id, lineage.parent_user)):
+            known = np.flatnonzero(rows >= 0)
+            table.weight[torch.from_numpy(known)] = parent_table.weight[torch.from_numpy(rows[known])]
+    return model, lineage
+
+
+def replay_rows(data: IndexedInteractions, window_end: float, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of `n` interactions from before `window_end`, as indices into `data`."""
+    old = np.flatnonzero(data.ts <= window_end)
+    if n >= len(old):
+        return old
+    return np.sort(np.random.default_rng(seed).choice(old, n, replace=False))
+
+
+def production_vectors(parent: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,
+                       n_users: int):
+    """The production model's tower as it scores tonight: users encoded from their histories in
+    `data`, the videos it knew with their ID rows (those warm when it was trained)."""
+    use_id = (lineage.parent_item >= 0) & parent.warm[np.maximum(lineage.parent_item, 0)]
+    return encode(parent.model, content, data, n_users, model_item=lineage.parent_item,
+                  model_user=lineage.parent_user, use_id=use_id)
+
+
+def artifact_scorer(artifact: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,
+                    n_users: int, candidates: int = 200, context=None):
+    """A saved model as it scores over `data` (re-ranked when it has a re-ranker), for evaluation;
+    `context`: the ranker context of `data`, when the caller already has it."""
+    vectors = production_vectors(artifact, content, lineage, data, n_users)
+    if artifact.ranker is None:
+        return vectors
+    return Reranked(vectors, artifact.ranker, context or ranker_context(data, content, n_users), candidates)
+
+
+def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInteractions, video_ids: np.ndarray,
+                    user_ids: np.ndarray, settings: IncrementalSettings = IncrementalSettings(),
+                    log=print) -> FitResult:
+    """Tonight's model from `parent` (the production model), examined with it on the same exam.
+
+    `content` is built with the parent's content statistics. The result's `training` holds the
+    window this model learnt (`window_start`, `window_end`: Unix seconds) and the exam's cutoff.
+    """
+    n_items, n_users = len(video_ids), len(user_ids)
+    window_start = float(parent.metadata["window"]["end"])
+    cutoff = exam_cutoff(data, window_start, settings.eval_days, settings.min_exam_users)
+    exam = after_cutoff(data, n_items, cutoff, settings.max_eval_users, settings.seed)
+    learnt = exam.train
+    new = np.flatnonzero(learnt.ts > window_start)
+    replay = replay_rows(learnt, window_start, math.ceil(len(new) * settings.replay_ratio), settings.seed)
+    log(f"incremental from {parent.version}: {len(new)} new interactions up to the exam's cutoff and "
+        f"{len(replay)} replayed; the exam: {len(exam.users)} new videos of {len(np.unique(exam.users))} "
+        "users after the cutoff")
+
+    tower, lineage = grow(parent, video_ids, user_ids, settings.seed)
+    training = {"epochs": 0, "train_seconds": 0.0, "epoch_losses": [], "device": "cpu", "train_examples": 0}
+    if len(new):
+        tower, training = train_two_tower(content, learnt, n_users, epochs=settings.epochs, init=tower,
+                                          batch_size=settings.batch_size, seed=settings.seed,
+                                          examples=np.sort(np.r_[new, replay]), log=log)
+
+    # Fresh candidates for the re-ranker: the production model's, for each user's first video of
+    # the new window (never seen by it), from the histories it knew.
+    window = after_cutoff(learnt, n_items, window_start, settings.max_eval_users, settings.seed)
+    first = np.unique(window.users, return_index=True)[1]
+    ranker, ranker_stats = None, {"ranker_groups": 0}
+    if len(first):
+        ranker, ranker_stats = fit_ranker(production_vectors(parent, content, lineage, window.train, n_users),
+                                          ranker_context(window.train, content, n_users), window.users[first],
+                                          window.items[first], candidates=settings.candidates, seed=settings.seed)
+    if ranker is None and parent.ranker is not None:
+        log("too few new users to refit the re-ranker: the production model's re-ranker is kept")
+        ranker = parent.ranker
+    ranker_refit = ranker is not None and ranker is not parent.ranker
+
+    evaluation = examine(tower, ranker, parent, content, lineage, exam, n_users, settings.candidates)
+    if ranker is not None and evaluation["two_tower_ranker"].get("ndcg@10", 0.0) <= \
+            evaluation["two_tower"].get("ndcg@10", 0.0):
+        log("the re-ranker does not improve NDCG@10 on the exam: published lists use the tower alone")
+        ranker = None
+    training = {**{k: v for k, v in training.items() if k != "examples_per_second"},
+                "new_interactions": int(len(new)), "replayed_interactions": int(len(replay)),
+                "window_start": window_start, "window_end": cutoff, "exam_cutoff": cutoff,
+                "exam_users": int(len(np.unique(exam.users))), "exam_videos": int(len(exam.users)), "ranker_used": ranker is not None,
+                "ranker_refit": ranker_refit, **ranker_stats}
+    return FitResult(tower, ranker, evaluation, training, ranker_gain=feature_gain(ranker))
+
+
+def examine(tower: TwoTower, ranker, parent: ModelArtifact, content: np.ndarray, lineage: Lineage, exam: Holdout,
+            n_users: int, candidates: int) -> dict[str, dict]:
+    """Tonight's tower (alone and re-ranked) and the production model on the same exam."""
+    n_items = content.shape[0]
+    context = ranker_context(exam.train, content, n_users)
+    vectors = encode(tower, content, exam.train, n_users)
+    evaluation = {"two_tower": evaluate(vectors, exam, n_users, n_items)}
+    if ranker is not None:
+        evaluation["two_tower_ranker"] = evaluate(Reranked(vectors, ranker, context, candidates), exam, n_users, n_items)
+    evaluation["production"] = evaluate(artifact_scorer(parent, content, lineage, exam.train, n_users, candidates,
+                                                        context), exam, n_users, n_items)
+    return evaluation
