@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import time
 
 import numpy as np
 
@@ -53,6 +54,7 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
     parent, why = choose_parent(wh, run_date, mode, full_refresh, fresh_stats, data)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     log(f"training mode: {'incremental' if parent else 'full'} ({why})")
+    started = time.perf_counter()
     if parent is None:
         stats = fresh_stats
         result = _fit_full(stats, content_matrix(items, stats), data, len(user_ids), epochs, fine_tune_epochs,
@@ -73,6 +75,7 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
                    "window": _window(result.training["window_start"], result.training["window_end"]),
                    "exam_cutoff": result.training["exam_cutoff"]}
     lineage["mode_reason"] = why
+    fit_seconds = round(time.perf_counter() - started, 2)   # the fit and its evaluation, without the I/O
     learnt = data.subset(data.ts <= lineage["window"]["end"])
     warm = np.bincount(learnt.item, minlength=len(video_ids)) > 0
     method = "two_tower_ranker" if result.ranker is not None else "two_tower"
@@ -85,7 +88,7 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
     held_out = result.evaluation.get(method, {})
     counters = {"model_version": version, "users": len(user_ids), "videos": len(video_ids),
                 "warm_videos": int(warm.sum()), "published_method": method,
-                "ndcg@10": held_out.get("ndcg@10"), "hr@10": held_out.get("hr@10"),
+                "ndcg@10": held_out.get("ndcg@10"), "hr@10": held_out.get("hr@10"), "fit_seconds": fit_seconds,
                 **{k: v for k, v in lineage.items() if k != "window"},
                 **{k: v for k, v in result.training.items() if k != "epoch_losses"}}
     write_counters(wh, run_date, STAGE, counters)
@@ -121,17 +124,26 @@ def choose_parent(wh: config.Warehouse, run_date: str, mode: str, full_refresh: 
     a production model trained with today's feature schema and model configuration, that recorded
     its window, from which no user was erased since, with interactions newer than its window;
     `auto` also retrains fully every VREC_FULL_RETRAIN_DAYS days. A requested incremental night
-    that cannot be one fails, saying why."""
+    that cannot be one fails, saying why; `auto` also retrains fully when fewer than
+    VREC_EVAL_MIN_USERS users could sit the incremental model's exam."""
     if mode == "full":
         return None, "training_mode=full"
     if full_refresh:
         return None, "full_refresh"
     parent, blocker = _usable_parent(wh, fresh_stats, data)
     if parent is not None and mode == "auto":
+        from models.incremental import exam_cutoff, exam_users
+
         since = (dt.date.fromisoformat(run_date) - dt.date.fromisoformat(parent.metadata["full_trained_on"])).days
         if since >= config.DEFAULT_FULL_RETRAIN_DAYS:
             return None, (f"the last full retrain was {since} days ago "
                           f"(VREC_FULL_RETRAIN_DAYS={config.DEFAULT_FULL_RETRAIN_DAYS:g})")
+        # Too small an exam would let noise decide the gate: a full night is measured on every user.
+        users = exam_users(data, exam_cutoff(data, parent.metadata["window"]["end"], config.DEFAULT_EVAL_DAYS,
+                                             config.DEFAULT_EVAL_MIN_USERS))
+        if users < config.DEFAULT_EVAL_MIN_USERS:
+            return None, (f"an exam after production model {parent.version}'s window would hold {users} users, "
+                          f"fewer than VREC_EVAL_MIN_USERS={config.DEFAULT_EVAL_MIN_USERS}")
     if parent is None:
         if mode == "incremental":
             raise StageError(STAGE, f"training_mode=incremental is not possible: {blocker}; "
@@ -174,9 +186,9 @@ def _usable_parent(wh: config.Warehouse, fresh_stats, data) -> tuple[object | No
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS,
-                        help="most epochs of the first training (early stopping, and on a large log its "
-                             "example budget, end it sooner)")
-    parser.add_argument("--fine-tune-epochs", type=int, default=2, help="epochs of each fine-tuning")
+                        help="most epochs of a full retrain's first training (early stopping, and on a large log its "
+                             "example budget, end it sooner); an incremental night trains 5")
+    parser.add_argument("--fine-tune-epochs", type=int, default=2, help="epochs of each fine-tuning of a full retrain")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per step (default: 512, 1024 above 250,000 interactions, 2048 above "
                              "1,000,000)")

@@ -42,7 +42,7 @@ DAY_S = 86_400.0
 class IncrementalSettings:
     eval_days: float = 1.0
     min_exam_users: int = 100
-    epochs: int = 3
+    epochs: int = 5
     replay_ratio: float = 1.0      # replayed older interactions per new one
     max_eval_users: int | None = None
     candidates: int = 200
@@ -58,14 +58,30 @@ class Lineage:
     parent_user: np.ndarray
 
 
+def _user_spans(data: IndexedInteractions) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's first and last interaction times (data sorted by user)."""
+    starts = np.flatnonzero(np.r_[True, np.diff(data.user) != 0])
+    return np.minimum.reduceat(data.ts, starts), np.maximum.reduceat(data.ts, starts)
+
+
 def exam_cutoff(data: IndexedInteractions, window_end: float, days: float, min_users: int) -> float:
-    """Where the exam starts: `days` before the newest interaction, earlier when fewer than
-    `min_users` users have an interaction after that, never before `window_end` (the production
-    model must not have trained on its exam)."""
-    newest = float(data.ts.max())
-    last_per_user = np.sort(np.maximum.reduceat(data.ts, np.flatnonzero(np.r_[True, np.diff(data.user) != 0])))
-    enough = last_per_user[-min_users] - 1e-6 if len(last_per_user) >= min_users else -math.inf
-    return max(min(newest - days * DAY_S, enough), window_end)
+    """Where the exam starts: `days` before the newest interaction, or earlier, at the latest time
+    where at least `min_users` users have interactions on both sides; never before `window_end`
+    (the production model must not have trained on its exam)."""
+    first, last = _user_spans(data)
+    latest = float(data.ts.max()) - days * DAY_S
+    # The count changes only at users' first and last times: test just before each last one.
+    cutoffs = np.unique(np.r_[last[last - 1e-3 < latest] - 1e-3, latest])
+    both = np.searchsorted(np.sort(first), cutoffs, "right") - np.searchsorted(np.sort(last), cutoffs, "right")
+    enough = cutoffs[both >= min_users]
+    return max(float(enough.max()) if len(enough) else latest, window_end)
+
+
+def exam_users(data: IndexedInteractions, cutoff: float) -> int:
+    """How many users have interactions on both sides of `cutoff` (the exam's users, give or
+    take those whose later videos are all ones they had watched before)."""
+    first, last = _user_spans(data)
+    return int(((first <= cutoff) & (last > cutoff)).sum())
 
 
 def grow(parent: ModelArtifact, video_ids: np.ndarray, user_ids: np.ndarray, seed: int) -> tuple[TwoTower, Lineage]:
@@ -93,12 +109,12 @@ def replay_rows(data: IndexedInteractions, window_end: float, n: int, seed: int)
     return np.sort(np.random.default_rng(seed).choice(old, n, replace=False))
 
 
-def production_vectors(parent: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,
-                       n_users: int):
-    """The production model's tower as it scores tonight: users encoded from their histories in
-    `data`, the videos it knew with their ID rows (those warm when it was trained)."""
-    use_id = (lineage.parent_item >= 0) & parent.warm[np.maximum(lineage.parent_item, 0)]
-    return encode(parent.model, content, data, n_users, model_item=lineage.parent_item,
+def saved_model_vectors(artifact: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,
+                        n_users: int):
+    """A saved model's tower as it scores tonight: users encoded from their histories in `data`,
+    the videos it knew with their ID rows (those warm when it was trained)."""
+    use_id = (lineage.parent_item >= 0) & artifact.warm[np.maximum(lineage.parent_item, 0)]
+    return encode(artifact.model, content, data, n_users, model_item=lineage.parent_item,
                   model_user=lineage.parent_user, use_id=use_id)
 
 
@@ -106,7 +122,7 @@ def artifact_scorer(artifact: ModelArtifact, content: np.ndarray, lineage: Linea
                     n_users: int, candidates: int = 200, context=None):
     """A saved model as it scores over `data` (re-ranked when it has a re-ranker), for evaluation;
     `context`: the ranker context of `data`, when the caller already has it."""
-    vectors = production_vectors(artifact, content, lineage, data, n_users)
+    vectors = saved_model_vectors(artifact, content, lineage, data, n_users)
     if artifact.ranker is None:
         return vectors
     return Reranked(vectors, artifact.ranker, context or ranker_context(data, content, n_users), candidates)
@@ -144,7 +160,7 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
     first = np.unique(window.users, return_index=True)[1]
     ranker, ranker_stats = None, {"ranker_groups": 0}
     if len(first):
-        ranker, ranker_stats = fit_ranker(production_vectors(parent, content, lineage, window.train, n_users),
+        ranker, ranker_stats = fit_ranker(saved_model_vectors(parent, content, lineage, window.train, n_users),
                                           ranker_context(window.train, content, n_users), window.users[first],
                                           window.items[first], candidates=settings.candidates, seed=settings.seed)
     if ranker is None and parent.ranker is not None:
@@ -160,8 +176,8 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
     training = {**{k: v for k, v in training.items() if k != "examples_per_second"},
                 "new_interactions": int(len(new)), "replayed_interactions": int(len(replay)),
                 "window_start": window_start, "window_end": cutoff, "exam_cutoff": cutoff,
-                "exam_users": int(len(np.unique(exam.users))), "exam_videos": int(len(exam.users)), "ranker_used": ranker is not None,
-                "ranker_refit": ranker_refit, **ranker_stats}
+                "exam_users": int(len(np.unique(exam.users))), "exam_videos": int(len(exam.users)),
+                "ranker_used": ranker is not None, "ranker_refit": ranker_refit, **ranker_stats}
     return FitResult(tower, ranker, evaluation, training, ranker_gain=feature_gain(ranker))
 
 

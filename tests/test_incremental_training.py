@@ -41,6 +41,21 @@ def test_the_exam_holds_out_every_new_video_after_the_cutoff_of_users_with_a_pas
     assert exam.cold.tolist() == [True, True]
 
 
+def test_the_exam_starts_a_day_before_the_newest_interaction_or_earlier_for_enough_users():
+    from models.incremental import DAY_S, exam_cutoff, exam_users
+
+    day = lambda d: d * DAY_S  # noqa: E731
+    # Users 0-2 were active on days 1 and 10, user 3 on days 2 and 5 only, user 4 on day 10 only.
+    log = _log([(u, u, day(1)) for u in range(3)] + [(u, 10 + u, day(10)) for u in range(3)]
+               + [(3, 5, day(2)), (3, 6, day(5)), (4, 7, day(10))])
+    assert exam_cutoff(log, window_end=0.0, days=1, min_users=3) == day(9)      # the newest day: users 0-2
+    assert exam_users(log, day(9)) == 3
+    earlier = exam_cutoff(log, window_end=0.0, days=1, min_users=4)             # back before user 3's last
+    assert day(2) <= earlier < day(5) and exam_users(log, earlier) == 4
+    assert exam_cutoff(log, window_end=day(3), days=1, min_users=4) == earlier
+    assert exam_cutoff(log, window_end=day(9.5), days=1, min_users=1) == day(9.5)   # never before the window's end
+
+
 def test_grow_keeps_what_the_parent_knew_and_adds_rows_for_new_users_and_videos():
     import torch
 
@@ -56,7 +71,7 @@ def test_grow_keeps_what_the_parent_knew_and_adds_rows_for_new_users_and_videos(
     assert lineage.parent_item.tolist() == [0, 2, -1] and lineage.parent_user.tolist() == [-1, 0, -1]
     assert torch.equal(grown.item_id.weight[1], parent_model.item_id.weight[2])
     assert torch.equal(grown.user_id.weight[1], parent_model.user_id.weight[0])
-    assert 0 < float(grown.item_id.weight[2].abs().mean()) < 0.05          # new: initialised as a new model's
+    assert 0 < float(grown.item_id.weight[2].detach().abs().mean()) < 0.05          # new: initialised as a new model's
     assert torch.equal(grown.content_mlp[0].weight, parent_model.content_mlp[0].weight)
 
 
@@ -111,6 +126,7 @@ def first_night(movielens, tmp_path_factory):
     return wh, counters
 
 
+@pytest.mark.slow
 def test_the_first_night_is_a_full_retrain_that_records_its_window(first_night):
     wh, counters = first_night
     trained = counters["train"]
@@ -128,6 +144,7 @@ def _copy(wh: config.Warehouse, target) -> config.Warehouse:
     return config.Warehouse.at(target)
 
 
+@pytest.mark.slow
 def test_an_incremental_night_learns_the_new_ratings_and_is_examined_with_production(first_night, movielens,
                                                                                      tmp_path, monkeypatch):
     from models.artifact import load_artifact
@@ -161,40 +178,81 @@ def test_an_incremental_night_learns_the_new_ratings_and_is_examined_with_produc
     assert lists["user_id"].nunique() == ratings.iloc[: int(0.85 * len(ratings))]["user_id"].nunique()
 
 
-def test_a_model_trained_on_a_night_of_random_interactions_is_stopped_by_the_gate(first_night, movielens, tmp_path,
-                                                                                    monkeypatch):
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """A warehouse whose production model is a full retrain on the first 75% (by time) of a
+    generated platform's log (`jobs.datasets.make_load_data`: 3,000 users with a favourite genre,
+    800 videos), and the whole log. Unlike MovieLens-100k, where popularity and item-kNN beat the
+    model on the newest ratings, here tastes persist and the model clearly leads on the exam."""
+    import pandas as pd
+
+    from jobs.datasets.make_load_data import plan_catalog, simulate_interactions
+
+    catalog_rng, users_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(11).spawn(2))
+    run_day = dt.date.fromisoformat(NIGHT_1)
+    videos = plan_catalog(catalog_rng, 800, run_day)
+    catalog = pd.DataFrame({"video_id": [v.video_id for v in videos], "title": [v.title for v in videos]})
+    log = simulate_interactions(users_rng, videos, 3_000, 60_000, run_day)
+    log["ts"] = pd.to_datetime(log["ts"]).astype("int64") // 10**9
+    log = log.sort_values("ts", kind="stable").reset_index(drop=True)
+    wh = config.Warehouse.at(tmp_path_factory.mktemp("platform") / "warehouse")
+    _tables(wh, NIGHT_1, catalog, log[log["ts"] <= log["ts"].quantile(0.75)])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "EVAL_SEQUENTIAL", "0")
+        counters = _night(wh, NIGHT_1)
+    return wh, counters, catalog, log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corrupted", [False, True], ids=["clean", "random-interactions"])
+def test_the_gate_stops_a_model_trained_on_a_night_of_random_interactions(platform, tmp_path, monkeypatch,
+                                                                          corrupted):
     import models.incremental
     from jobs.evaluate import evaluate_run
     from jobs.train import train
 
     monkeypatch.setattr(config, "EVAL_SEQUENTIAL", "0")
-    catalog, ratings = movielens
-    wh = _copy(first_night[0], tmp_path / "warehouse")
-    _tables(wh, NIGHT_2, catalog, ratings.iloc[: int(0.85 * len(ratings))])
-    # A model made worse on purpose: tonight's training, the tower's and the re-ranker's, sees each
-    # interaction with a video drawn at random (not a permutation, which would keep the videos'
-    # popularity to learn from); the histories and the exam, read from the tables, stay as they are.
-    learn, rank = models.incremental.train_two_tower, models.incremental.fit_ranker
-    draw = np.random.default_rng(3)
+    first, _, catalog, log = platform
+    wh = _copy(first, tmp_path / "warehouse")
+    _tables(wh, NIGHT_2, catalog, log)
+    if corrupted:
+        # A model made worse on purpose: tonight's training, the tower's and the re-ranker's, sees
+        # each interaction with a video drawn at random; the histories and the exam, read from the
+        # tables, stay as they are.
+        learn, rank = models.incremental.train_two_tower, models.incremental.fit_ranker
+        draw = np.random.default_rng(3)
 
-    def shuffle(items: np.ndarray) -> np.ndarray:
-        return draw.integers(0, len(catalog), len(items))
+        def shuffle(items: np.ndarray) -> np.ndarray:
+            return draw.integers(0, len(catalog), len(items))
 
-    def shuffled_tower(content, data, n_users, **options):
-        noise = data.subset(np.ones(len(data), bool))
-        noise.item = shuffle(noise.item)
-        return learn(content, noise, n_users, **options)
+        def shuffled_tower(content, data, n_users, **options):
+            noise = data.subset(np.ones(len(data), bool))
+            noise.item = shuffle(noise.item)
+            return learn(content, noise, n_users, **options)
 
-    monkeypatch.setattr(models.incremental, "train_two_tower", shuffled_tower)
-    monkeypatch.setattr(models.incremental, "fit_ranker", lambda tower, context, users, targets, **options:
-                        rank(tower, context, users, shuffle(targets), **options))
-    trained = train(wh, NIGHT_2, mode="incremental")
+        monkeypatch.setattr(models.incremental, "train_two_tower", shuffled_tower)
+        monkeypatch.setattr(models.incremental, "fit_ranker", lambda tower, context, users, targets, **options:
+                            rank(tower, context, users, shuffle(targets), **options))
+    trained = train(wh, NIGHT_2)
     assert trained["training_mode"] == "incremental"
+    if not corrupted:
+        evaluated = evaluate_run(wh, NIGHT_2)
+        assert evaluated["gate_passed"] and "on tonight's exam" in evaluated["gate"]
+        return
     with pytest.raises(StageError, match="BLOCKED.*on tonight's exam"):
-        evaluate_run(wh, NIGHT_2, tolerance=0.1)   # what the clean night above passes with
+        evaluate_run(wh, NIGHT_2)
 
 
-def test_the_mode_follows_the_schedule_the_request_and_the_production_model(first_night, tmp_path, monkeypatch):
+def _with_new_interactions(data: IndexedInteractions, users: np.ndarray, at: float) -> IndexedInteractions:
+    """`data` plus one interaction of each of `users` at time `at`, sorted as the tables are read."""
+    user, item = np.r_[data.user, users], np.r_[data.item, np.zeros(len(users), np.int64)]
+    ts = np.r_[data.ts, np.full(len(users), at)]
+    order = np.lexsort((ts, user))
+    return IndexedInteractions(user[order], item[order], np.ones(len(order), np.float32), ts[order])
+
+
+@pytest.mark.slow
+def test_the_mode_follows_the_schedule_the_request_and_the_production_model(first_night, tmp_path):
     from jobs.plumbing.model_inputs import load_model_inputs
     from jobs.train import choose_parent
     from models.content import fit_content_stats
@@ -202,8 +260,9 @@ def test_the_mode_follows_the_schedule_the_request_and_the_production_model(firs
     wh = first_night[0]
     inputs = load_model_inputs(wh)
     stats = fit_content_stats(inputs.items)
-    later = inputs.data.subset(np.ones(len(inputs.data), bool))
-    later.ts = later.ts + 86_400.0          # a day of interactions newer than the model's window
+    window_end = float(inputs.data.ts.max())
+    everyone = np.unique(inputs.data.user)
+    later = _with_new_interactions(inputs.data, everyone, window_end + 3600)   # an hour of news from everyone
 
     parent, why = choose_parent(wh, NIGHT_2, "auto", False, stats, later)
     assert parent is not None and parent.version == first_night[1]["train"]["model_version"]
@@ -212,6 +271,11 @@ def test_the_mode_follows_the_schedule_the_request_and_the_production_model(firs
     parent, why = choose_parent(wh, "2026-11-27", "auto", False, stats, later)
     assert parent is None and why.startswith("the last full retrain was 7 days ago")
     assert choose_parent(wh, "2026-11-27", "incremental", False, stats, later)[0] is not None   # asked for
+    # News from ten users only: too small an exam for auto to trust, though incremental may be asked for.
+    few = _with_new_interactions(inputs.data, everyone[:10], window_end + 3600)
+    parent, why = choose_parent(wh, NIGHT_2, "auto", False, stats, few)
+    assert parent is None and "would hold 10 users, fewer than VREC_EVAL_MIN_USERS=100" in why
+    assert choose_parent(wh, NIGHT_2, "incremental", False, stats, few)[0] is not None
     parent, why = choose_parent(wh, NIGHT_2, "auto", False, stats, inputs.data)
     assert parent is None and "no interaction arrived after" in why
     with pytest.raises(StageError, match="incremental is not possible: no interaction arrived"):

@@ -1,10 +1,13 @@
 """Benchmark simulated nights: a history replayed as consecutive nights, auto against full training.
 
-    python -m jobs.bench.bench_nights [--source ../shared/data/movielens-100k] [--periods 8] [--nights N]
-                                      [--workdir DIR] [--out docs/bench/nights.json]
+    python -m jobs.bench.bench_nights [--dataset movielens-100k|load] [--source ../shared/data/movielens-100k]
+                                      [--users 10000] [--videos 3000] [--interactions 100000]
+                                      [--periods 8] [--workdir DIR] [--out docs/bench/nights.json]
 
-MovieLens-100k's ratings are cut by timestamp into `--periods` + 1 consecutive periods of equal
-length. Night k (run date 2026-11-20 + k days) sees the ratings of the first k + 1 periods. Two
+The history: MovieLens-100k's ratings (`--source`), or the load benchmark's generated platform
+(`jobs.datasets.make_load_data`, text only, its 60 days of timestamps; `--users`, `--videos`,
+`--interactions` size it). It is cut by timestamp into `--periods` + 1 consecutive periods of equal
+length. Night k (run date 2026-11-20 + k - 1 days) sees the interactions of the first k periods. Two
 warehouses replay the same nights with the real stages (`python -m jobs.run_nightly`, each night a
 process of its own, SASRec off): one with `--training-mode auto` (incremental, full every
 VREC_FULL_RETRAIN_DAYS), one with `--training-mode full`. Per night it records the train stage's
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pandas as pd
 
 from jobs.plumbing import config
 from jobs.plumbing.stage import read_counters, write_json
@@ -51,6 +54,7 @@ def _night(warehouse: Path, run_date: str, mode: str, env: dict[str, str]) -> di
     evaluated = counters.get("evaluate", {})
     return {"seconds": round(seconds, 1), "train_seconds": stages.get("train"), "stages": stages,
             "published": done.returncode == 0, "error": None if done.returncode == 0 else lines[-1],
+            "fit_seconds": counters.get("train", {}).get("fit_seconds"),
             "model_version": counters.get("train", {}).get("model_version"),
             "training_mode": counters.get("train", {}).get("training_mode"),
             "mode_reason": counters.get("train", {}).get("mode_reason"),
@@ -82,9 +86,27 @@ def next_period(warehouse: Path, version: str, ratings, night_end: float, period
             "videos": int(len(exam.users)), "users": int(len(np.unique(exam.users)))}
 
 
+def _landing(workdir: Path, args) -> Path:
+    """Both warehouses' landing zones with the whole history; the interactions file's path."""
+    for mode in MODES:
+        if args.dataset == "load":
+            command = ["jobs.datasets.make_load_data", "--users", str(args.users), "--videos", str(args.videos),
+                       "--interactions", str(args.interactions), "--media", "0"]
+        else:
+            command = ["jobs.import_dataset", "--format", "movielens-100k", "--source", str(args.source)]
+        subprocess.run([sys.executable, "-m", *command, "--warehouse", str(workdir / mode)], check=True,
+                       capture_output=True)
+    (path,) = (workdir / "auto" / "landing" / "interactions").iterdir()
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--dataset", choices=("movielens-100k", "load"), default="movielens-100k")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="MovieLens-100k's directory")
+    parser.add_argument("--users", type=int, default=10_000, help="the generated platform's users (load)")
+    parser.add_argument("--videos", type=int, default=3_000, help="its videos (load)")
+    parser.add_argument("--interactions", type=int, default=100_000, help="its interactions, about (load)")
     parser.add_argument("--periods", type=int, default=8, help="nights (each followed by the period it is judged on)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
@@ -92,23 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-nights-"))
     env = {**os.environ, "VREC_EVAL_SEQUENTIAL": os.environ.get("VREC_EVAL_SEQUENTIAL", "0")}
 
-    for mode in MODES:
-        subprocess.run([sys.executable, "-m", "jobs.import_dataset", "--format", "movielens-100k", "--source",
-                        str(args.source), "--warehouse", str(workdir / mode)], check=True, capture_output=True)
-    landing = workdir / "auto" / "landing" / "interactions" / "movielens-100k.parquet"
-    everything = pq.read_table(landing)
-    ratings = everything.to_pandas()
+    landing = _landing(workdir, args)
+    everything = pd.read_csv(landing) if landing.suffix == ".csv" else pd.read_parquet(landing)
+    seconds = everything[config.TS]
+    if not pd.api.types.is_numeric_dtype(seconds):
+        seconds = pd.to_datetime(seconds, utc=True).astype("int64") // 10**9
+    ratings = everything.assign(**{config.TS: seconds.astype(np.float64)})
     ratings["weight"] = ratings[config.EVENT].map(config.EVENT_WEIGHTS).fillna(1.0).astype(np.float32)
     ratings = ratings.sort_values([config.USER_ID, config.TS, config.VIDEO_ID], kind="stable")
-    edges = np.linspace(ratings[config.TS].min(), ratings[config.TS].max() + 1, args.periods + 2)[1:]
+    edges = np.linspace(seconds.min(), seconds.max() + 1, args.periods + 2)[1:]
 
     nights = []
     for k in range(args.periods):
         run_date = (FIRST_NIGHT + dt.timedelta(days=k)).isoformat()
-        seen = everything.filter(np.asarray(everything[config.TS]) < edges[k])
-        record = {"night": k + 1, "run_date": run_date, "interactions": seen.num_rows}
+        seen = everything[seconds.to_numpy() < edges[k]]
+        record = {"night": k + 1, "run_date": run_date, "interactions": len(seen)}
         for mode in MODES:
-            pq.write_table(seen, workdir / mode / "landing" / "interactions" / "movielens-100k.parquet")
+            target = workdir / mode / "landing" / "interactions" / landing.name
+            seen.to_csv(target, index=False) if landing.suffix == ".csv" else seen.to_parquet(target, index=False)
             night = _night(workdir / mode, run_date, mode, env)
             if night["model_version"]:
                 night["next_period"] = next_period(workdir / mode, night["model_version"], ratings, edges[k],
@@ -117,16 +140,19 @@ def main(argv: list[str] | None = None) -> int:
         full, auto = record["full"].get("next_period"), record["auto"].get("next_period")
         if full and auto and full["ndcg@10"]:
             record["auto_to_full_ndcg@10"] = round(auto["ndcg@10"] / full["ndcg@10"], 3)
-        if record["auto"]["train_seconds"] and record["full"]["train_seconds"]:
-            record["auto_to_full_train_seconds"] = round(record["auto"]["train_seconds"]
-                                                         / record["full"]["train_seconds"], 3)
-        print(f"night {k + 1} ({seen.num_rows} ratings): auto {record['auto']['training_mode']} "
-              f"train {record['auto']['train_seconds']}s next NDCG@10 {auto and auto['ndcg@10']} "
+        for measure in ("train_seconds", "fit_seconds"):
+            if record["auto"][measure] and record["full"][measure]:
+                record[f"auto_to_full_{measure}"] = round(record["auto"][measure] / record["full"][measure], 3)
+        print(f"night {k + 1} ({len(seen)} interactions): auto {record['auto']['training_mode']} "
+              f"train {record['auto']['train_seconds']}s (fit {record['auto']['fit_seconds']}s) next NDCG@10 {auto and auto['ndcg@10']} "
               f"gate {record['auto']['gate_passed']} | full train {record['full']['train_seconds']}s "
+              f"(fit {record['full']['fit_seconds']}s) "
               f"next NDCG@10 {full and full['ndcg@10']}", flush=True)
         nights.append(record)
 
-    result = {"dataset": "movielens-100k", "periods": args.periods, "nights": nights,
+    result = {"dataset": args.dataset, "periods": args.periods, "nights": nights,
+              **({"size": {"users": args.users, "videos": args.videos, "interactions": args.interactions}}
+                 if args.dataset == "load" else {}),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
               "settings": {"full_retrain_days": config.DEFAULT_FULL_RETRAIN_DAYS, "eval_days": config.DEFAULT_EVAL_DAYS,
                            "eval_min_users": config.DEFAULT_EVAL_MIN_USERS}}
