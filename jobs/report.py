@@ -29,14 +29,17 @@ SUMMARY_FIELDS = (
     ("users_erased", "erase_users", "users_erased"),
     ("model_version", "publish", "model_version"),
     ("delta_version", "publish", "delta_version"),
+    ("training_mode", "train", "training_mode"),
 )
+# Counters that are null, not 0, when their stage did not run (or trained nothing: skip_training).
+NULL_WHEN_ABSENT = ("model_version", "delta_version", "training_mode")
 
 
 def run_summary(wh: config.Warehouse, run_date: str) -> dict:
     counters = read_counters(wh, run_date)
     summary = {"run_date": run_date}
     for key, stage, name in SUMMARY_FIELDS:
-        default = [] if key == "deletion_request_sha256" else None if key in ("model_version", "delta_version") else 0
+        default = [] if key == "deletion_request_sha256" else None if key in NULL_WHEN_ABSENT else 0
         summary[key] = counters.get(stage, {}).get(name, default)
     return summary
 

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS,
                         help="most epochs of a full retrain's first training (early stopping, and on a large log its "
-                             "example budget, end it sooner); an incremental night trains 5")
+                             "example budget, end it sooner); an incremental night trains at most 5")
     parser.add_argument("--fine-tune-epochs", type=int, default=2, help="epochs of each fine-tuning of a full retrain")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per step (default: 512, 1024 above 250,000 interactions, 2048 above "

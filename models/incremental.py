@@ -29,7 +29,7 @@ import torch
 
 from models.artifact import ModelArtifact
 from models.evaluation import Holdout, after_cutoff, evaluate
-from models.fit import FitResult, ranker_context
+from models.fit import FitResult, FitSettings, plan_fit, ranker_context
 from models.ranker import Reranked, feature_gain, fit_ranker
 from models.scoring import encode, index_of
 from models.training import IndexedInteractions, train_two_tower
@@ -42,8 +42,11 @@ DAY_S = 86_400.0
 class IncrementalSettings:
     eval_days: float = 1.0
     min_exam_users: int = 100
-    epochs: int = 5
+    epochs: int = 5                # at most; fewer when the night's examples are many (max_share_of_full)
     replay_ratio: float = 1.0      # replayed older interactions per new one
+    # An incremental night sees at most this share of the examples a full retrain's first training
+    # would (models.fit.plan_fit): a day that brings half the history trains fewer epochs.
+    max_share_of_full: float = 0.15
     max_eval_users: int | None = None
     candidates: int = 200
     batch_size: int = 512
@@ -149,10 +152,13 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
 
     tower, lineage = grow(parent, video_ids, user_ids, settings.seed)
     training = {"epochs": 0, "train_seconds": 0.0, "epoch_losses": [], "device": "cpu", "train_examples": 0}
+    examples = np.sort(np.r_[new, replay])
+    full_examples = plan_fit(FitSettings(), len(data)).epochs * len(data)
+    epochs = max(1, min(settings.epochs, int(settings.max_share_of_full * full_examples) // max(len(examples), 1)))
     if len(new):
-        tower, training = train_two_tower(content, learnt, n_users, epochs=settings.epochs, init=tower,
-                                          batch_size=settings.batch_size, seed=settings.seed,
-                                          examples=np.sort(np.r_[new, replay]), log=log)
+        tower, training = train_two_tower(content, learnt, n_users, epochs=epochs, init=tower,
+                                          batch_size=settings.batch_size, seed=settings.seed, examples=examples,
+                                          log=log)
 
     # Fresh candidates for the re-ranker: the production model's, for each user's first video of
     # the new window (never seen by it), from the histories it knew.

@@ -12,9 +12,10 @@ warehouses replay the same nights with the real stages (`python -m jobs.run_nigh
 process of its own, SASRec off): one with `--training-mode auto` (incremental, full every
 VREC_FULL_RETRAIN_DAYS), one with `--training-mode full`. Per night it records the train stage's
 and the whole night's seconds, the mode auto chose, the gate's decision, and the next-period
-NDCG@10 and HR@10 of each night's published model: every new video, in the following period, of
-the users who had rated before it (`models.evaluation.after_cutoff`), scored from their histories
-at the night.
+NDCG@10 and HR@10 of the model serving after each night (tonight's, or production's when the gate
+stopped tonight's, which is then measured too): every new video, in the following period, of the
+users who had interactions before it (`models.evaluation.after_cutoff`), scored from their
+histories at the night.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.plumbing import config
+from jobs.plumbing.serving import production_model
 from jobs.plumbing.stage import read_counters, write_json
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
@@ -133,9 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             target = workdir / mode / "landing" / "interactions" / landing.name
             seen.to_csv(target, index=False) if landing.suffix == ".csv" else seen.to_parquet(target, index=False)
             night = _night(workdir / mode, run_date, mode, env)
-            if night["model_version"]:
-                night["next_period"] = next_period(workdir / mode, night["model_version"], ratings, edges[k],
-                                                   edges[k + 1])
+            # What served the next period: tonight's model, or production's when the gate stopped it.
+            serving = production_model(config.Warehouse.at(workdir / mode))
+            night["serving_version"] = serving
+            if serving:
+                night["next_period"] = next_period(workdir / mode, serving, ratings, edges[k], edges[k + 1])
+            if night["model_version"] and night["model_version"] != serving:
+                night["next_period_of_blocked_model"] = next_period(workdir / mode, night["model_version"], ratings,
+                                                                    edges[k], edges[k + 1])
             record[mode] = night
         full, auto = record["full"].get("next_period"), record["auto"].get("next_period")
         if full and auto and full["ndcg@10"]:
