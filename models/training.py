@@ -119,13 +119,15 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
 
     hist_items, hist_weights = histories(data, cfg.history_len)
     warm = torch.from_numpy(np.bincount(data.item, minlength=cfg.n_items) > 0).to(device)
-    rows = np.arange(len(data)) if examples is None else np.asarray(examples, np.int64)
+    columns = {"user": data.user, "item": data.item, "weight": data.weight, "hist_items": hist_items,
+               "hist_weights": hist_weights}
+    if examples is not None:   # a subset: copy only then (a full log's histories are hundreds of MiB)
+        columns = {name: np.ascontiguousarray(array[examples]) for name, array in columns.items()}
+    n_examples = len(columns["item"])
     # The negatives are the batch's other targets: their popularity is the examples' popularity.
-    counts = np.bincount(data.item[rows], minlength=cfg.n_items).astype(np.float64)
+    counts = np.bincount(columns["item"], minlength=cfg.n_items).astype(np.float64)
     log_q = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + cfg.n_items))).float().to(device)
-    tensors = {name: torch.from_numpy(np.ascontiguousarray(array[rows])).to(device) for name, array in
-               (("user", data.user), ("item", data.item), ("weight", data.weight),
-                ("hist_items", hist_items), ("hist_weights", hist_weights))}
+    tensors = {name: torch.from_numpy(array).to(device) for name, array in columns.items()}
 
     started = time.perf_counter()
     epoch_losses, scores, best_state = [], [], None
@@ -133,7 +135,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     try:
         for epoch in range(epochs):
             model.train()
-            order = torch.from_numpy(generator.permutation(len(rows))).to(device)
+            order = torch.from_numpy(generator.permutation(n_examples)).to(device)
             total, seen = 0.0, 0
             for begin in range(0, len(order), batch_size):
                 batch = order[begin: begin + batch_size]
@@ -170,8 +172,8 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
         model.load_state_dict(best_state)
     model.eval()
     ran = len(epoch_losses)
-    metrics = {"epochs": ran, "train_examples": len(rows), "train_seconds": round(seconds, 3),
-               "examples_per_second": round(len(rows) * ran / max(seconds, 1e-9), 1),
+    metrics = {"epochs": ran, "train_examples": n_examples, "train_seconds": round(seconds, 3),
+               "examples_per_second": round(n_examples * ran / max(seconds, 1e-9), 1),
                "epoch_losses": [round(x, 5) for x in epoch_losses], "device": device.type}
     if scores:
         metrics.update(best_epoch=int(np.argmax(scores)) + 1, validation=[round(x, 5) for x in scores])
