@@ -83,7 +83,7 @@ def erase_users(wh: config.Warehouse, run_date: str) -> dict:
                 counters.update({f"{prefix}_rows_removed": published["rows"],
                                  f"{prefix}_versions_cut": published["versions_cut"],
                                  f"{prefix}_files_vacuumed": published["files_vacuumed"]})
-        counters["run_files_scrubbed"] = erasure.scrub_run_files(wh.root / "runs", erased)
+        counters["run_files_scrubbed"] = erasure.scrub_run_files(wh.runs, erased)
     for path in requests:
         path.unlink()
     write_counters(wh, run_date, STAGE, counters)

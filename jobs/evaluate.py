@@ -5,8 +5,9 @@
 On the same held-out slice the train stage measured the model on (each user's most recent
 interaction), fits and measures most popular, item-kNN, ALS and BPR, the last three with settings
 tuned on a validation slice of the training data (each user's last training interaction held out
-again), and on small logs (or with VREC_EVAL_SEQUENTIAL=1) the sequential baseline SASRec, its
-epochs chosen on the same validation slice. Writes `tables/model_metrics/<run_date>/` (one row per
+again; an incremental night fits the settings tuned on the night of the full retrain it descends
+from instead of tuning again), and on small logs (or with VREC_EVAL_SEQUENTIAL=1) the sequential
+baseline SASRec, its epochs chosen on the same validation slice. Writes `tables/model_metrics/<run_date>/` (one row per
 method and metric, the tuned settings and validation NDCG@10 included; the model's modality
 ablation and the re-ranker's feature gain, measured by the train stage, as rows of their own) and
 the HTML report `runs/<run_date>/evaluation.html` with the tuning grid and the ablation. Then the
@@ -58,9 +59,12 @@ def sequential_runs(n_interactions: int) -> tuple[bool, str]:
 
 
 def evaluate_baselines(wh: config.Warehouse, seed: int, max_eval_users: int | None, *,
-                       tune: bool | None = None, exam_cutoff: float | None = None, log=print) -> BaselineEvaluation:
+                       tune: bool | None = None, exam_cutoff: float | None = None, reuse: dict | None = None,
+                       log=print) -> BaselineEvaluation:
     """Every baseline on the held-out slice of `leave_last_out(all interactions, max_eval_users, seed)`,
-    or with `exam_cutoff` on that of `after_cutoff` (an incremental night's exam)."""
+    or with `exam_cutoff` on that of `after_cutoff` (an incremental night's exam). `reuse`: an
+    earlier night's tuning records (method -> record), whose chosen settings are fit instead of
+    tuning again."""
     from models.baselines import fit_baselines, tune_baselines
     from models.evaluation import after_cutoff, evaluate, leave_last_out
 
@@ -76,14 +80,19 @@ def evaluate_baselines(wh: config.Warehouse, seed: int, max_eval_users: int | No
     if not len(validation.users):
         log("no user has two training interactions: the baselines keep their usual settings, no SASRec")
     tune = tune and len(validation.users) > 0
-    tuned = tune_baselines(validation, n_users, n_items, seed=seed, log=log) if tune else {}
+    if tune and reuse:
+        records = reuse
+        log("baselines: the settings tuned on " + ", ".join(sorted({r["tuned_on"] for r in reuse.values()})))
+    else:
+        tuned = tune_baselines(validation, n_users, n_items, seed=seed, log=log) if tune else {}
+        records = {name: t.as_record() for name, t in tuned.items()}
     baselines = fit_baselines(holdout.train, n_users, n_items, seed=seed,
-                              settings={name: t.chosen for name, t in tuned.items()})
+                              settings={name: record["chosen"] for name, record in records.items()})
     metrics = {name: evaluate(scorer, holdout, n_users, n_items) for name, scorer in baselines.items()}
-    for name, t in tuned.items():
-        metrics[name][VALIDATION_METRIC] = max(t.validation_ndcg)
-        metrics[name].update({f"setting_{key}": float(value) for key, value in t.chosen.items()})
-    result = BaselineEvaluation(metrics, {name: t.as_record() for name, t in tuned.items()})
+    for name, record in records.items():
+        metrics[name][VALIDATION_METRIC] = max(point["validation_ndcg@10"] for point in record["grid"])
+        metrics[name].update({f"setting_{key}": float(value) for key, value in record["chosen"].items()})
+    result = BaselineEvaluation(metrics, records)
 
     runs, why = sequential_runs(len(holdout.train))
     if runs and not len(validation.users):
@@ -118,6 +127,24 @@ def _model_document(wh: config.Warehouse, version: str) -> dict | None:
     return json.loads(document.read_text()) if document.exists() else None
 
 
+def lineage_tuning(wh: config.Warehouse, version: str) -> dict | None:
+    """The baseline tuning of the night that evaluated the full retrain `version` descends from
+    (method -> record, each with `tuned_on`: that run date), or None when no such night is found."""
+    _, full_version = leave_last_out_score(wh, version)
+    for counters in sorted(wh.runs.glob(f"*/{STAGE}.json"), reverse=True):
+        evaluated = json.loads(counters.read_text())
+        if evaluated.get("model_version") == full_version and evaluated.get("baseline_tuning"):
+            tuning = evaluated["baseline_tuning"]
+            return {name: {**record, "tuned_on": record.get("tuned_on", counters.parent.name)}
+                    for name, record in tuning.items()}
+    return None
+
+
+def published_score(meta: dict) -> float | None:
+    """The gate metric of the method a model document says it publishes."""
+    return meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {}).get(GATE_METRIC)
+
+
 def leave_last_out_score(wh: config.Warehouse, version: str) -> tuple[float | None, str]:
     """(the leave-last-out gate metric of `version`'s lineage, the model that scored it): its own,
     or for an incremental model that of the full retrain it descends from."""
@@ -126,8 +153,7 @@ def leave_last_out_score(wh: config.Warehouse, version: str) -> tuple[float | No
         meta = _model_document(wh, meta.get("parent_version") or "")
     if meta is None:
         return None, version
-    return meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {}).get(GATE_METRIC), \
-        meta["model_version"]
+    return published_score(meta), meta["model_version"]
 
 
 def gate(wh: config.Warehouse, version: str, meta: dict, tolerance: float) -> tuple[bool, str]:
@@ -139,7 +165,7 @@ def gate(wh: config.Warehouse, version: str, meta: dict, tolerance: float) -> tu
         return True, "no lists are published yet: nothing to compare with"
     if production == version:
         return True, f"{version} is already the production model"
-    score = meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {}).get(GATE_METRIC)
+    score = published_score(meta)
     if meta.get("evaluation_protocol") == "after_cutoff":
         if meta.get("parent_version") != production:
             return False, (f"{version} was trained from {meta.get('parent_version')}, but {production} serves now; "
@@ -175,8 +201,13 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     meta = json.loads((wh.models / version / "model.json").read_text())
     method = meta.get("published_method", "two_tower")
     # The slice the train stage measured the model on: its seed and sample of users.
+    # An incremental night reuses the baselines' settings tuned on its full retrain's night, as a
+    # team would between weekly tunings: at platform size the tuning takes minutes.
+    incremental = meta.get("exam_cutoff") is not None
     baselines = evaluate_baselines(wh, meta.get("seed", seed), meta.get("max_eval_users"),
-                                   exam_cutoff=meta.get("exam_cutoff"), log=lambda line: print(line, file=sys.stderr))
+                                   exam_cutoff=meta.get("exam_cutoff"),
+                                   reuse=lineage_tuning(wh, version) if incremental else None,
+                                   log=lambda line: print(line, file=sys.stderr))
     evaluation = {**meta.get("evaluation", {}), **baselines.metrics}
     diagnostics = {**{ABLATION_PREFIX + m: metrics for m, metrics in meta.get("ablation", {}).items()},
                    **({RANKER_GAIN: meta["ranker_gain"]} if meta.get("ranker_gain") else {})}
@@ -185,7 +216,7 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     write_arrow_table(pa.Table.from_pandas(tonight, preserve_index=False), wh.model_metrics / run_date, run_date)
     history = read_table(wh.model_metrics).to_pandas()
 
-    score = evaluation.get(method, {}).get(GATE_METRIC)
+    score = published_score(meta)
     passed, verdict = gate(wh, version, meta, tolerance)
     verdict = ("passed: " if passed else "BLOCKED: ") + verdict
     report = wh.run_dir(run_date) / "evaluation.html"
@@ -193,7 +224,7 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
     report.write_text(render(run_date, version, tonight, history, verdict, meta.get("training", {}),
                              tuning=baselines.tuning, sequential=baselines.sequential,
                              ranker_used=method == "two_tower_ranker",
-                             protocol=LEAVE_LAST_OUT if meta.get("exam_cutoff") is None else
+                             protocol=LEAVE_LAST_OUT if not incremental else
                              after_cutoff_protocol(meta["window"]["end_utc"], meta.get("parent_version"))))
     print(f"evaluation report: {report}", file=sys.stderr)
 

@@ -59,7 +59,7 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     from models.evaluation import seen_csr
     from models.explanations import MIN_SUPPORT_WEIGHT, Explainer, ablated_item_vectors, popular_recently
     from models.fit import catalog_features
-    from models.scoring import ItemVectors, encode, index_of
+    from models.scoring import ItemVectors, Lineage, saved_model_vectors
 
     if top_n < 1:
         raise StageError(STAGE, f"top_n must be at least 1, got {top_n}")
@@ -78,10 +78,9 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     content = content_matrix(items, artifact.stats)
 
     # Items and users the model was trained on use their ID embeddings; new ones stand on content.
-    model_item = index_of(artifact.video_ids, video_ids)
-    use_id = (model_item >= 0) & artifact.warm[np.maximum(model_item, 0)]
-    vectors = encode(artifact.model, content, data, len(user_ids), model_item=model_item,
-                     model_user=index_of(artifact.user_ids, user_ids), use_id=use_id)
+    lineage = Lineage.of(artifact, video_ids, user_ids)
+    use_id = lineage.use_id(artifact)
+    vectors = saved_model_vectors(artifact, content, lineage, data, len(user_ids))
     reranked = artifact.ranker is not None
     model = ScoringModel(ItemVectors(vectors.items), artifact.ranker,
                          catalog_features(data, content, len(user_ids)) if reranked else None,
@@ -94,7 +93,7 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
     started = time.perf_counter()
     explainer = Explainer(
         vectors.items,
-        ablated_item_vectors(artifact.model, content, model_item, use_id, artifact.stats.modality_columns(),
+        ablated_item_vectors(artifact.model, content, lineage.parent_item, use_id, artifact.stats.modality_columns(),
                              artifact.stats.modality_present(content)),
         use_id, popular_recently(data, len(video_ids)), model if reranked else None)
     supports = seen_csr(data.subset(data.weight >= MIN_SUPPORT_WEIGHT), len(user_ids))

@@ -35,6 +35,7 @@ import torch
 from models.candidate_lists import ScoringModel, Users
 from models.ranker import FEATURES, UserHistories, ranker_features
 from models.topn import DEFAULT_BLOCK, exclude_seen, select_top
+from models.tree_contributions import TreeContributions
 from models.training import IndexedInteractions
 from models.two_tower import TwoTower
 
@@ -172,8 +173,8 @@ def _because(items: np.ndarray, best: np.ndarray, indptr: np.ndarray, history: n
     return because, similarity
 
 
-def ranker_contributions(scoring: ScoringModel, block: Users, best: np.ndarray,
-                         threads: int | None = None) -> np.ndarray:
+def ranker_contributions(scoring: ScoringModel, block: Users, best: np.ndarray, threads: int | None = None,
+                         shap: TreeContributions | None = None) -> np.ndarray:
     """(rows * n, len(FEATURES) + 1) SHAP values of the ranker's score of each listed video (last
     column: the expected value), on the features it ranked that video with: the tower's score and
     its rank among the tower's candidates, as `models.candidate_lists` computed them."""
@@ -186,8 +187,7 @@ def ranker_contributions(scoring: ScoringModel, block: Users, best: np.ndarray,
     histories = UserHistories.from_seen(block.indptr, block.videos, len(scoring.items))
     features = ranker_features(scoring.catalog, histories, listed, tower_scores)
     features[:, FEATURES.index("tower_rank")] = tower_rank.reshape(-1)
-    options = {} if threads is None else {"num_threads": threads}
-    return np.asarray(scoring.ranker.predict(features, pred_contrib=True, **options))
+    return (shap or TreeContributions(scoring.ranker))(features, threads)
 
 
 def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray, np.ndarray], best: np.ndarray,
@@ -199,6 +199,8 @@ def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray
     """
     parts = []
     support_indptr, support_videos = supports
+    ranked = explainer.scoring is not None and explainer.scoring.ranker is not None
+    shap = TreeContributions(explainer.scoring.ranker) if ranked else None
     for begin in range(0, len(users), block_size):
         end = min(begin + block_size, len(users))
         block, block_best = users.block(begin, end), best[begin:end]
@@ -210,8 +212,8 @@ def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray
         videos = block_best[valid]
         shares = modality_shares(explainer, block.vectors[rows], videos)
         part = {"because": because[valid], "similarity": similarity[valid], "shares": shares, "videos": videos}
-        if explainer.scoring is not None and explainer.scoring.ranker is not None:
-            contributions = ranker_contributions(explainer.scoring, block, block_best, ranker_threads)
+        if ranked:
+            contributions = ranker_contributions(explainer.scoring, block, block_best, ranker_threads, shap)
             contributions = contributions[valid.reshape(-1), :len(FEATURES)]
             top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :TOP_FEATURES]
             part["top_features"] = top
@@ -224,7 +226,6 @@ def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray
     videos = joined("videos", (0,), np.int64)
     because = joined("because", (0,), np.int64)
     reason = _reasons(because >= 0, explainer.warm[videos], explainer.popular[videos])
-    ranked = explainer.scoring is not None and explainer.scoring.ranker is not None
     return Explanations(because, joined("similarity", (0,), np.float64), reason,
                         joined("shares", (0, len(MODALITIES)), np.float64),
                         joined("top_features", (0, TOP_FEATURES), np.int64) if ranked else None,

@@ -31,7 +31,7 @@ from models.artifact import ModelArtifact
 from models.evaluation import Holdout, after_cutoff, evaluate
 from models.fit import FitResult, FitSettings, plan_fit, ranker_context
 from models.ranker import Reranked, feature_gain, fit_ranker
-from models.scoring import encode, index_of
+from models.scoring import Lineage, encode, saved_model_vectors
 from models.training import IndexedInteractions, train_two_tower
 from models.two_tower import TowerConfig, TwoTower
 
@@ -51,14 +51,6 @@ class IncrementalSettings:
     candidates: int = 200
     batch_size: int = 512
     seed: int = 7
-
-
-@dataclass
-class Lineage:
-    """Tonight's index of users and videos against the parent model's (-1: new tonight)."""
-
-    parent_item: np.ndarray
-    parent_user: np.ndarray
 
 
 def _user_spans(data: IndexedInteractions) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +82,7 @@ def exam_users(data: IndexedInteractions, cutoff: float) -> int:
 def grow(parent: ModelArtifact, video_ids: np.ndarray, user_ids: np.ndarray, seed: int) -> tuple[TwoTower, Lineage]:
     """The parent model over tonight's users and videos: its layers as they are, the ID rows of
     the users and videos it knew copied, new ones initialised as a new model's."""
-    lineage = Lineage(index_of(parent.video_ids, video_ids), index_of(parent.user_ids, user_ids))
+    lineage = Lineage.of(parent, video_ids, user_ids)
     cfg = TowerConfig(**{**parent.model.cfg.to_dict(), "n_items": len(video_ids), "n_users": len(user_ids)})
     torch.manual_seed(seed)
     model = TwoTower(cfg, torch.zeros(cfg.n_items, cfg.content_dim))
@@ -110,15 +102,6 @@ def replay_rows(data: IndexedInteractions, window_end: float, n: int, seed: int)
     if n >= len(old):
         return old
     return np.sort(np.random.default_rng(seed).choice(old, n, replace=False))
-
-
-def saved_model_vectors(artifact: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,
-                        n_users: int):
-    """A saved model's tower as it scores tonight: users encoded from their histories in `data`,
-    the videos it knew with their ID rows (those warm when it was trained)."""
-    use_id = (lineage.parent_item >= 0) & artifact.warm[np.maximum(lineage.parent_item, 0)]
-    return encode(artifact.model, content, data, n_users, model_item=lineage.parent_item,
-                  model_user=lineage.parent_user, use_id=use_id)
 
 
 def artifact_scorer(artifact: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,

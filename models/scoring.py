@@ -8,6 +8,7 @@ their most recent videos in `data`, so a model scores tonight's histories, not t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ import torch
 
 from models.training import IndexedInteractions, last_histories
 from models.two_tower import TwoTower
+
+if TYPE_CHECKING:   # models.artifact is only needed for the annotations here
+    from models.artifact import ModelArtifact
 
 
 class ItemVectors:
@@ -97,3 +101,27 @@ def index_of(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     known = np.flatnonzero(pd.notna(trained_ids))
     found = pd.Index(trained_ids[known]).get_indexer(ids)
     return np.where(found >= 0, known[found], -1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Tonight's videos and users against a saved model's rows (-1: unknown to it)."""
+
+    parent_item: np.ndarray
+    parent_user: np.ndarray
+
+    @classmethod
+    def of(cls, artifact: ModelArtifact, video_ids: np.ndarray, user_ids: np.ndarray) -> Lineage:
+        return cls(index_of(artifact.video_ids, video_ids), index_of(artifact.user_ids, user_ids))
+
+    def use_id(self, artifact: ModelArtifact) -> np.ndarray:
+        """Tonight's videos that score with the model's ID rows: those it knew, and had
+        interactions with when it was trained; every other one stands on its content."""
+        return (self.parent_item >= 0) & artifact.warm[np.maximum(self.parent_item, 0)]
+
+
+def saved_model_vectors(artifact: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,
+                        n_users: int) -> TowerVectors:
+    """A saved model's tower as it scores tonight: users encoded from their histories in `data`."""
+    return encode(artifact.model, content, data, n_users, model_item=lineage.parent_item,
+                  model_user=lineage.parent_user, use_id=lineage.use_id(artifact))

@@ -169,3 +169,26 @@ def test_ranker_contributions_sum_to_the_scores_the_lists_were_ranked_by():
     contributions = ranker_contributions(model, block, best)
     assert (np.abs(contributions[:, FEATURES.index("tower_rank")]) > 0).any()
     np.testing.assert_allclose(contributions.sum(axis=1).reshape(best.shape), scores, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("zero_as_missing", [False, True])
+def test_contributions_shared_by_rows_that_pass_each_tree_alike_equal_lightgbms_own(zero_as_missing):
+    """`TreeContributions` (each tree's SHAP values computed once per way a row passes it) gives
+    LightGBM's `pred_contrib` on every row, missing values and zeros included."""
+    import lightgbm as lgb
+
+    from models.tree_contributions import TreeContributions
+
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(4000, 6))
+    features[rng.random(4000) < 0.1, 1] = np.nan
+    features[rng.random(4000) < 0.2, 2] = 0.0
+    features[:, 3] = rng.integers(0, 50, 4000)
+    relevance = features[:, 0] + np.nan_to_num(features[:, 1]) - 0.05 * features[:, 3] + (features[:, 2] == 0)
+    labels = np.digitize(relevance, np.quantile(relevance, [0.5, 0.8, 0.95]))
+    ranker = lgb.LGBMRanker(n_estimators=40, num_leaves=15, min_child_samples=5, zero_as_missing=zero_as_missing,
+                            verbose=-1).fit(features, labels, group=[40] * 100)
+    shap = TreeContributions(ranker)
+    assert shap.shared
+    rows = np.r_[features, rng.normal(size=(500, 6))]   # rows it was not fit on, too
+    np.testing.assert_allclose(shap(rows), ranker.booster_.predict(rows, pred_contrib=True), rtol=1e-9, atol=1e-9)

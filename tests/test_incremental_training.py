@@ -170,7 +170,13 @@ def test_an_incremental_night_learns_the_new_ratings_and_is_examined_with_produc
     evaluated = counters["evaluate"]
     assert evaluated["gate_passed"] and "on tonight's exam" in evaluated["gate"]
     assert evaluated["evaluation_protocol"] == "after_cutoff"
-    assert "after-cutoff" in (wh.run_dir(NIGHT_2) / "evaluation.html").read_text()
+    report = (wh.run_dir(NIGHT_2) / "evaluation.html").read_text()
+    assert "after-cutoff" in report
+    # The baselines keep the settings tuned on the full retrain's night instead of tuning again.
+    tuned = first_night[1]["evaluate"]["baseline_tuning"]
+    assert tuned and {record["tuned_on"] for record in evaluated["baseline_tuning"].values()} == {NIGHT_1}
+    assert {m: r["chosen"] for m, r in evaluated["baseline_tuning"].items()} == {m: r["chosen"] for m, r in tuned.items()}
+    assert f"Tuned on the night of {NIGHT_1}" in report and "reused tonight" in report
     # The new users and videos have rows of their own; everyone gets a list.
     grown = load_artifact(wh.models, trained["model_version"])
     assert len(grown.user_ids) > len(load_artifact(wh.models, parent).user_ids)

@@ -2,7 +2,7 @@
 
     python -m jobs.bench.bench_load --warehouse DIR [--videos 50000] [--users 200000] \
         [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--out FILE] \
-        [--score-engines local spark] [--master URL] [--score-only]
+        [--second-night] [--score-engines local spark] [--master URL] [--score-only]
 
 Each stage runs as `python -m jobs.<stage>`, the command the DAG's tasks run, in its own process.
 Wall time is measured per stage; peak memory is the largest sum of resident memory over the
@@ -12,7 +12,11 @@ from the night's `tables/model_metrics`; `--out` writes JSON. A stage that fails
 its error line. `--per-user 3 15` makes the sparse, short-video-shaped log of `make bench-sparse`;
 `--sequential-baseline` then runs the evaluate stage once more with SASRec forced on
 (`VREC_EVAL_SEQUENTIAL=1`; the night itself skips it above `VREC_SEQUENTIAL_MAX_INTERACTIONS`),
-timed apart from the night, so the quality table includes it.
+timed apart from the night, so the quality table includes it. `--second-night` first runs a night
+the day before `--run-date` with the newest two days of interactions held back (a full retrain: no
+model exists yet), then the night itself on all of them, whose `auto` training is incremental: it
+trains on the older of the two new days and is examined on the newest (`VREC_EVAL_DAYS`), as every
+incremental night after the first. Both nights are reported.
 
 `--score-engines local spark` runs the score stage once per engine, each timed the same way, and
 checks that they wrote the same lists (same users, same videos in the same order, scores within
@@ -34,18 +38,23 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 
 import psutil
 
 from jobs.plumbing.config import Warehouse
+from jobs.plumbing.evaluation_report import is_diagnostic
 from jobs.plumbing.dist import build_archive
-from jobs.plumbing.stage import write_json
+from jobs.plumbing.stage import read_counters, write_json
 from jobs.plumbing.tables import read_table
 
 STAGES = ("ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCORE_RTOL = 1e-5
+# An incremental night trains on the day before its exam's newest day (VREC_EVAL_DAYS): two days.
+SECOND_NIGHT_DAYS = 2
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -86,7 +95,10 @@ def held_out_quality(wh: Warehouse, run_date: str) -> dict:
     table = metrics[metrics["metric"].isin(["ndcg@10", "hr@10"])].pivot_table(
         index="method", columns="metric", values="value")
     published = metrics.loc[metrics["is_published"], "method"].iloc[0]
-    baselines = table.drop(index=[m for m in table.index if m.startswith("two_tower")])
+    # On an incremental night "production" is last night's model measured on tonight's exam, not a
+    # baseline; nor are the ablations and the ranker's gains (diagnostics of the model).
+    baselines = table.drop(index=[m for m in table.index
+                                  if m.startswith("two_tower") or m == "production" or is_diagnostic(m)])
     best = baselines["ndcg@10"].idxmax()
     return {"methods": {m: {k: round(float(v), 4) for k, v in row.items()} for m, row in table.iterrows()},
             "published": published, "best_baseline": best,
@@ -153,70 +165,114 @@ def main(argv: list[str] | None = None) -> int:
                         help="each user draws LOW to HIGH interactions instead of --interactions")
     parser.add_argument("--sequential-baseline", action="store_true",
                         help="after the night, evaluate again with SASRec forced on (timed apart)")
+    parser.add_argument("--second-night", action="store_true",
+                        help="hold the newest two days of interactions back from a first (full) night the day "
+                             "before, then run the night on all of them (auto training)")
     parser.add_argument("--score-engines", nargs="+", choices=("local", "spark"), default=["local"],
                         help="run the score stage with each engine, timed, and compare their lists")
     parser.add_argument("--master", default="local[*]", help="Spark master of the spark engine's spark-submit")
     parser.add_argument("--score-only", action="store_true",
-                        help="only time the score engines, on a warehouse whose model is already trained")
+                        help="only time the score engines, on a warehouse where a night already trained a model")
     parser.add_argument("--run-date", default="2026-11-20")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.score_only:
         return score_only(args)
-    python = sys.executable
-    common = ["--warehouse", str(args.warehouse), "--run-date", args.run_date]
-    steps = [("generate", [python, "-m", "jobs.datasets.make_load_data", "--warehouse", str(args.warehouse),
-                           "--videos", str(args.videos), "--users", str(args.users),
-                           "--interactions", str(args.interactions), "--media", str(args.media),
-                           "--run-date", args.run_date, *(["--per-user", *map(str, args.per_user)]
-                                                          if args.per_user else [])])]
-    steps += [(stage, [python, "-m", f"jobs.{stage}", *common]) for stage in STAGES]
-    results: dict = {"sizes": {k: getattr(args, k) for k in ("videos", "users", "interactions", "media", "per_user")},
-                     "stages": {}}
+    generate = [sys.executable, "-m", "jobs.datasets.make_load_data", "--warehouse", str(args.warehouse),
+                "--videos", str(args.videos), "--users", str(args.users),
+                "--interactions", str(args.interactions), "--media", str(args.media),
+                "--run-date", args.run_date, *(["--per-user", *map(str, args.per_user)] if args.per_user else [])]
     print("| step | seconds | peak RSS GiB |\n|---|---|---|", flush=True)
-    status = 0
-    for name, command in steps:
-        if name == "score":
-            results["score_engines"] = time_score_engines(Warehouse.at(str(args.warehouse)), args.run_date,
-                                                          args.score_engines, args.master)
-            for engine, run in results["score_engines"].items():
+    generated = run_measured(generate)
+    print_stage("generate", generated)
+    results: dict = {"sizes": {k: getattr(args, k) for k in ("videos", "users", "interactions", "media", "per_user")},
+                     "machine": machine(), "completed": False}
+    if generated["exit_code"] != 0:
+        print(f"error: generate failed: {generated['last_line']}", file=sys.stderr)
+        results["stages"] = {"generate": generated}
+    else:
+        wh = Warehouse.at(str(args.warehouse))
+        if args.second_night:
+            first_date = (date.fromisoformat(args.run_date) - timedelta(days=1)).isoformat()
+            with held_back(wh, SECOND_NIGHT_DAYS):
+                results["first_night"] = run_night(args, first_date)
+            if not results["first_night"]["completed"]:
+                return finish(args, results)
+            print(f"the night of {args.run_date}, with the newest {SECOND_NIGHT_DAYS} days", flush=True)
+        results.update(run_night(args, args.run_date))
+        results["stages"] = {"generate": generated, **results["stages"]}
+    return finish(args, results)
+
+
+@contextmanager
+def held_back(wh: Warehouse, days: float):
+    """The landing zone's interactions without their newest `days` days while the context lasts,
+    the whole file again afterwards."""
+    import pandas as pd
+
+    (path,) = wh.landing_interactions.iterdir()
+    whole = path.read_bytes()
+    frame = pd.read_csv(path)
+    seconds = pd.to_datetime(frame["ts"], utc=True)
+    frame[seconds <= seconds.max() - pd.Timedelta(days=days)].to_csv(path, index=False)
+    try:
+        yield
+    finally:
+        path.write_bytes(whole)
+
+
+def run_night(args, run_date: str) -> dict:
+    """Every stage of one night, each timed as its DAG task runs it; the night's sums, the train
+    stage's choices and the held-out quality."""
+    python = sys.executable
+    common = ["--warehouse", str(args.warehouse), "--run-date", run_date]
+    night: dict = {"run_date": run_date, "stages": {}, "completed": False}
+    for stage in STAGES:
+        if stage == "score":
+            night["score_engines"] = time_score_engines(Warehouse.at(str(args.warehouse)), run_date,
+                                                        args.score_engines, args.master)
+            for engine, run in night["score_engines"].items():
                 print_stage(f"score, {engine} engine", run)
-            measured = next(iter(results["score_engines"].values()))
-            if any(run["exit_code"] for run in results["score_engines"].values()):
-                measured = next(run for run in results["score_engines"].values() if run["exit_code"])
+            runs = list(night["score_engines"].values())
+            measured = next((run for run in runs if run["exit_code"]), runs[0])
         else:
-            measured = run_measured(command)
-            print_stage(name, measured)
-        results["stages"][name] = measured
+            measured = run_measured([python, "-m", f"jobs.{stage}", *common])
+            print_stage(stage, measured)
+        night["stages"][stage] = measured
         if measured["exit_code"] != 0:
-            print(f"error: {name} failed: {measured['last_line']}", file=sys.stderr)
-            status = 1
+            print(f"error: {stage} failed: {measured['last_line']}", file=sys.stderr)
             break
-    if status == 0 and args.sequential_baseline:
+    else:
+        night["completed"] = True
+    if night["completed"] and args.sequential_baseline:
         measured = run_measured([python, "-m", "jobs.evaluate", *common], env={"VREC_EVAL_SEQUENTIAL": "1"})
-        results["evaluate_with_sasrec"] = measured
+        night["evaluate_with_sasrec"] = measured
         print(f"| evaluate again with SASRec (not part of the night) | {measured['seconds']} | "
               f"{measured['peak_rss_gib']} |", flush=True)
-        status = 1 if measured["exit_code"] else 0
-    pipeline = [v for k, v in results["stages"].items() if k != "generate"]
-    results["pipeline_seconds"] = round(sum(v["seconds"] for v in pipeline), 1)
-    results["pipeline_peak_rss_gib"] = max((v["peak_rss_gib"] for v in pipeline), default=0)
-    results["completed"] = status == 0
-    results["machine"] = machine()
-    print(f"pipeline {results['pipeline_seconds']} s, peak {results['pipeline_peak_rss_gib']} GiB")
-    if status == 0:
+        night["completed"] = measured["exit_code"] == 0
+    night["pipeline_seconds"] = round(sum(v["seconds"] for v in night["stages"].values()), 1)
+    night["pipeline_peak_rss_gib"] = max((v["peak_rss_gib"] for v in night["stages"].values()), default=0)
+    print(f"pipeline {night['pipeline_seconds']} s, peak {night['pipeline_peak_rss_gib']} GiB", flush=True)
+    if night["completed"]:
         wh = Warehouse.at(str(args.warehouse))
-        results["interactions_valid"] = json.loads((wh.run_dir(args.run_date) / "ingest.json").read_text())[
-            "interactions_valid"]
-        results["quality"] = held_out_quality(wh, args.run_date)
+        counters = read_counters(wh, run_date)
+        night["interactions_valid"] = counters["ingest"]["interactions_valid"]
+        night["training"] = {k: counters["train"].get(k) for k in ("training_mode", "mode_reason", "fit_seconds")}
+        night["evaluation_protocol"] = counters["evaluate"].get("evaluation_protocol")
+        night["quality"] = held_out_quality(wh, run_date)
+        print(f"training: {night['training']}; evaluation protocol: {night['evaluation_protocol']}")
         print("| method | NDCG@10 | HR@10 |\n|---|---|---|")
-        for method, values in results["quality"]["methods"].items():
+        for method, values in night["quality"]["methods"].items():
             print(f"| {method} | {values['ndcg@10']} | {values['hr@10']} |")
-        print(f"published {results['quality']['published']}: "
-              f"{results['quality']['ndcg@10_vs_best_baseline']}x the best baseline's NDCG@10")
+        print(f"published {night['quality']['published']}: "
+              f"{night['quality']['ndcg@10_vs_best_baseline']}x the best baseline's NDCG@10", flush=True)
+    return night
+
+
+def finish(args, results: dict) -> int:
     if args.out:
         write_json(args.out, results)
-    return status
+    return 0 if results["completed"] else 1
 
 
 def score_only(args) -> int:

@@ -69,8 +69,8 @@ def next_period(warehouse: Path, version: str, ratings, night_end: float, period
     from models.artifact import load_artifact
     from models.content import content_matrix
     from models.evaluation import after_cutoff, evaluate
-    from models.incremental import Lineage, artifact_scorer
-    from models.scoring import index_of
+    from models.incremental import artifact_scorer
+    from models.scoring import Lineage
 
     wh = config.Warehouse.at(warehouse)
     items = load_items(wh)
@@ -81,7 +81,7 @@ def next_period(warehouse: Path, version: str, ratings, night_end: float, period
     exam = after_cutoff(data, len(video_ids), night_end)
     artifact = load_artifact(wh.models, version)
     content = content_matrix(items, artifact.stats)
-    lineage = Lineage(index_of(artifact.video_ids, video_ids), index_of(artifact.user_ids, user_ids))
+    lineage = Lineage.of(artifact, video_ids, user_ids)
     metrics = evaluate(artifact_scorer(artifact, content, lineage, exam.train, len(user_ids)), exam,
                        len(user_ids), len(video_ids))
     return {"ndcg@10": round(metrics.get("ndcg@10", 0.0), 5), "hr@10": round(metrics.get("hr@10", 0.0), 5),

@@ -227,9 +227,13 @@ class Warehouse:
         rollback, retention and erasure go over all of them."""
         return {"explanations": self.explanations, "recommendations": self.recommendations}
 
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
     def run_dir(self, run_date: str) -> Path:
         """Per-run bookkeeping: each stage's counters, validation results."""
-        return self.root / "runs" / run_date
+        return self.runs / run_date
 
     def media_roots(self) -> list[Path]:
         """Directories a catalog uri may point into; extra roots come from VREC_MEDIA_ROOTS."""

@@ -166,9 +166,12 @@ def tuning_table(tuning: dict[str, dict], sequential: dict) -> str:
     if not rows:
         return note or "<p>The baselines ran with their usual settings (no tuning tonight).</p>"
     users = next((r.get("validation_users") for r in tuning.values()), None)
-    return (f"<p>Each setting was fit on the training data less each user's last interaction and scored "
-            f"by NDCG@10 on those interactions{f' ({users} users)' if users else ''}; the chosen one was then "
-            f"fit on all the training data and measured on the held-out slice above.</p>"
+    tuned_on = sorted({r["tuned_on"] for r in tuning.values() if r.get("tuned_on")})
+    when = (f"on the night of {', '.join(tuned_on)} (the full retrain this model descends from; reused "
+            "tonight, not tuned again)" if tuned_on else "tonight")
+    return (f"<p>Tuned {html.escape(when)}: each setting was fit on the training data less each user's last "
+            f"interaction and scored by NDCG@10 on those interactions{f' ({users} users)' if users else ''}; "
+            f"the chosen one was then fit on all the training data and measured on the held-out slice above.</p>"
             "<table><tr><th>method</th><th>setting</th><th>validation NDCG@10</th><th>note</th></tr>"
             + "".join(rows) + "</table>" + note)
 

@@ -110,7 +110,7 @@ def preflight(wh: config.Warehouse) -> None:
         privacy.load_settings()   # a pseudonymisation without its key, or a bad retention, stops here
     except privacy.PrivacySettingError as err:
         raise StageError("preflight", str(err)) from err
-    for directory in (wh.root / "tables", wh.root / "runs"):
+    for directory in (wh.root / "tables", wh.runs):
         probe = directory / f".write-probe-{os.getpid()}"
         try:
             directory.mkdir(parents=True, exist_ok=True)
