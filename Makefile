@@ -89,7 +89,7 @@ cluster: venv
 	$(PY) -m jobs.local_cluster --workers 2 --dir $(CURDIR)/.cluster
 
 test: install browser-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 test-quick: install
 	$(PY) -m pytest -q -m "not slow" tests

@@ -87,8 +87,8 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
                          candidates=max(artifact.metadata.get("candidates", 200), top_n))
     users = Users(vectors.users, *seen_csr(data, len(user_ids)))
     write_lists = _write_spark_lists if engine == "spark" else _write_local_lists
-    rows = write_lists(model, users, user_ids, video_ids, version, top_n, wh.candidate_lists / run_date,
-                       run_date, master=master)
+    rows, ranked_features = write_lists(model, users, user_ids, video_ids, version, top_n,
+                                        wh.candidate_lists / run_date, run_date, master=master)
 
     started = time.perf_counter()
     explainer = Explainer(
@@ -98,7 +98,8 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
         use_id, popular_recently(data, len(video_ids)), model if reranked else None)
     supports = seen_csr(data.subset(data.weight >= MIN_SUPPORT_WEIGHT), len(user_ids))
     explained = write_explanations(explainer, users, supports, user_ids, video_ids, version, top_n,
-                                   wh.candidate_lists / run_date, wh.candidate_explanations / run_date, run_date)
+                                   wh.candidate_lists / run_date, wh.candidate_explanations / run_date, run_date,
+                                   ranked_features)
     counters = {"model_version": version, "users_scored": len(user_ids), "videos_scored": len(video_ids),
                 "cold_videos": int((~use_id).sum()), "rows": rows, "top_n": top_n, "reranked": reranked,
                 "engine": engine, "explanations": explained,
@@ -108,11 +109,13 @@ def score(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_TO
 
 
 def _write_local_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray, version: str, top_n: int,
-                       target: Path, run_date: str, master: str | None = None) -> int:
-    """The local engine: every user in this process, one Parquet file."""
+                       target: Path, run_date: str, master: str | None = None) -> tuple[int, np.ndarray | None]:
+    """The local engine: every user in this process, one Parquet file. Returns the rows and, with
+    a re-ranker, the features each listed video was ranked with (the explanations read them)."""
     from models.candidate_lists import candidate_lists
 
-    best, scores = candidate_lists(model, users, top_n)
+    lists = candidate_lists(model, users, top_n, keep_features=True)
+    best, scores = lists.videos, lists.scores
     valid = best >= 0
     table = pa.table({
         config.USER_ID: pa.array(np.repeat(user_ids, valid.sum(axis=1)), pa.string()),
@@ -122,12 +125,13 @@ def _write_local_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray
         config.MODEL_VERSION: pa.array([version] * int(valid.sum()), pa.string()),
     })
     write_arrow_table(table, target, run_date)
-    return table.num_rows
+    return table.num_rows, lists.features
 
 
 def _write_spark_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray, version: str, top_n: int,
-                       target: Path, run_date: str, master: str | None = None) -> int:
-    """The Spark engine: users as partitions, one Parquet file per partition, the same columns."""
+                       target: Path, run_date: str, master: str | None = None) -> tuple[int, None]:
+    """The Spark engine: users as partitions, one Parquet file per partition, the same columns.
+    The features stay on the executors: the explanations compute them again."""
     from pyspark.sql import functions as F
 
     from jobs.plumbing.spark import get_spark
@@ -137,13 +141,16 @@ def _write_spark_lists(model, users, user_ids: np.ndarray, video_ids: np.ndarray
     frame = users_frame(spark, user_ids, users, user_partitions(spark, len(users)))
     lists = spark_candidate_lists(frame, model, video_ids, top_n)
     write_spark_table(lists.withColumn(config.MODEL_VERSION, F.lit(version)), target, run_date)
-    return read_table(target, [config.USER_ID]).num_rows
+    return read_table(target, [config.USER_ID]).num_rows, None
 
 
 def write_explanations(explainer, users, supports, user_ids: np.ndarray, video_ids: np.ndarray, version: str,
-                       top_n: int, lists_dir: Path, target: Path, run_date: str) -> int:
+                       top_n: int, lists_dir: Path, target: Path, run_date: str,
+                       ranked_features: np.ndarray | None = None) -> int:
     """Explain the lists in `lists_dir` (either engine's) and write them to `target`, one row per
-    listed (user, video), in the explanations table's columns less run_date; returns the rows."""
+    listed (user, video), in the explanations table's columns less run_date; returns the rows.
+    `ranked_features`: the ranker's features of the lists as written (the local engine's), in
+    user and rank order; None: computed again."""
     from models.explanations import explain_lists
     from models.scoring import index_of
 
@@ -153,7 +160,7 @@ def write_explanations(explainer, users, supports, user_ids: np.ndarray, video_i
     width = max(top_n, int(lists[config.RANK].max()) if len(lists) else 0)
     best = np.full((len(user_ids), width), -1, np.int64)
     best[user, lists[config.RANK].to_numpy() - 1] = video
-    explained = explain_lists(explainer, users, supports, best)
+    explained = explain_lists(explainer, users, supports, best, features=ranked_features)
     valid = best >= 0
     table = explanation_rows(explained, np.repeat(user_ids, valid.sum(axis=1)),
                              np.cumsum(valid, axis=1)[valid], video_ids[best[valid]], video_ids, version)

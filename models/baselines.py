@@ -85,13 +85,15 @@ class MatrixFactorisation:
         from implicit.cpu.als import AlternatingLeastSquares
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        # One thread: implicit's results then do not depend on the machine's core count (and its
-        # ALS warns when BLAS runs threads of its own beside it).
+        # BLAS on one thread (implicit's ALS warns when BLAS runs threads of its own beside it).
+        # ALS solves each user's and each video's factors on their own, so its threads (every
+        # core) give the same factors as one thread; BPR's threads update shared factors at once
+        # (Hogwild), which would make its result depend on the core count: one thread.
         with threadpool_limits(limits=1):
             if kind == "als":
                 self.model = AlternatingLeastSquares(**{"factors": factors, "regularization": 0.05,
                                                         "iterations": 15, **settings},
-                                                     random_state=seed, num_threads=1)
+                                                     random_state=seed, num_threads=0)
             elif kind == "bpr":
                 self.model = BayesianPersonalizedRanking(**{"factors": factors, "learning_rate": 0.01,
                                                             "regularization": 0.01, "iterations": 100,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.ranker import CatalogFeatures, UserHistories, candidate_scores
+from models.ranker import FEATURES, CatalogFeatures, UserHistories, ranker_features, ranker_predictions
 from models.scoring import ItemVectors
 from models.topn import DEFAULT_BLOCK, exclude_seen, select_top
 
@@ -62,34 +62,51 @@ class Users:
         return Users(self.vectors[begin:end], self.indptr[begin:end + 1] - first, self.videos[first:last])
 
 
-def candidate_lists(model: ScoringModel, users: Users, n: int, block_size: int = DEFAULT_BLOCK,
-                    ranker_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Best `n` unseen videos per user, best first: (videos int64, scores float64), both (users, n).
+@dataclass
+class CandidateLists:
+    """Each user's best `n` unseen videos, best first."""
 
-    Where a user has fewer than `n` unseen videos the tail is video -1 with score -inf. Scores are
-    the tower's cosines, or with a re-ranker the ranker's scores. `ranker_threads`: LightGBM's
-    threads (None: the ranker's own setting).
+    videos: np.ndarray                  # (users, n) int64 video indices, -1: none (fewer unseen videos)
+    scores: np.ndarray                  # (users, n) float64, -inf where videos is -1
+    features: np.ndarray | None = None  # (users, n, len(FEATURES)) float32: what the ranker scored each with
+
+
+def candidate_lists(model: ScoringModel, users: Users, n: int, block_size: int = DEFAULT_BLOCK,
+                    ranker_threads: int | None = None, keep_features: bool = False) -> CandidateLists:
+    """Best `n` unseen videos per user, best first.
+
+    Scores are the tower's cosines, or with a re-ranker the ranker's scores. `ranker_threads`:
+    LightGBM's threads (None: the ranker's own setting). `keep_features`, with a re-ranker: also
+    the features each listed video was ranked with, which its explanation reads (computing them
+    again would mean scoring the whole catalog for every user once more).
     """
     videos = np.full((len(users), n), -1, np.int64)
     scores = np.full((len(users), n), -np.inf)
+    kept = np.zeros((len(users), n, len(FEATURES)), np.float32) \
+        if keep_features and model.ranker is not None else None
     for begin in range(0, len(users), block_size):
         end = min(begin + block_size, len(users))
-        best, best_scores = _block_lists(model, users.block(begin, end), n, ranker_threads)
+        best, best_scores, features = _block_lists(model, users.block(begin, end), n, ranker_threads)
         videos[begin:end, :best.shape[1]] = best
         scores[begin:end, :best.shape[1]] = best_scores
+        if kept is not None:
+            kept[begin:end, :best.shape[1]] = features
     videos[~np.isfinite(scores)] = -1
-    return videos, scores
+    return CandidateLists(videos, scores, kept)
 
 
 def _block_lists(model: ScoringModel, block: Users, n: int,
-                 ranker_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+                 ranker_threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     scores = model.items.scores(block.vectors)    # a reused buffer: seen videos are set in place
     exclude_seen(scores, np.arange(len(block)), block.indptr, block.videos)
     if model.ranker is None:
-        return select_top(scores, n)
+        return (*select_top(scores, n), None)
     candidates, tower_scores = select_top(scores, model.candidates)
     histories = UserHistories.from_seen(block.indptr, block.videos, len(model.items))
-    ranked = candidate_scores(model.ranker, model.catalog, histories, candidates, tower_scores, ranker_threads)
+    features = ranker_features(model.catalog, histories, candidates, tower_scores)
+    ranked = ranker_predictions(model.ranker, features, tower_scores, ranker_threads)
     # Best ranker score first, equal scores by video index; no candidate (-inf) last.
     order = np.lexsort((candidates, -ranked), axis=1)[:, :n]
-    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(ranked, order, axis=1)
+    listed_features = features.reshape(*candidates.shape, -1)[np.arange(len(block))[:, None], order]
+    return (np.take_along_axis(candidates, order, axis=1), np.take_along_axis(ranked, order, axis=1),
+            listed_features)

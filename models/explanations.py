@@ -191,11 +191,14 @@ def ranker_contributions(scoring: ScoringModel, block: Users, best: np.ndarray, 
 
 
 def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray, np.ndarray], best: np.ndarray,
-                  *, min_support: float = MIN_SUPPORT, block_size: int = DEFAULT_BLOCK,
-                  ranker_threads: int | None = None) -> Explanations:
+                  *, features: np.ndarray | None = None, min_support: float = MIN_SUPPORT,
+                  block_size: int = DEFAULT_BLOCK, ranker_threads: int | None = None) -> Explanations:
     """Explanations of the lists `best` ((users, n) video indices, -1: none) of `users`.
 
     `supports`: CSR rows (indptr, videos) of the interactions that may explain a pick (not skips).
+    `features`: with a ranker, the features each listed video was ranked with, (users, n,
+    len(FEATURES)) as `candidate_lists(keep_features=True)` keeps them; None: computed again
+    (`ranker_contributions`), for lists that were not computed in this process.
     """
     parts = []
     support_indptr, support_videos = supports
@@ -213,8 +216,11 @@ def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray
         shares = modality_shares(explainer, block.vectors[rows], videos)
         part = {"because": because[valid], "similarity": similarity[valid], "shares": shares, "videos": videos}
         if ranked:
-            contributions = ranker_contributions(explainer.scoring, block, block_best, ranker_threads, shap)
-            contributions = contributions[valid.reshape(-1), :len(FEATURES)]
+            if features is None:
+                contributions = ranker_contributions(explainer.scoring, block, block_best, ranker_threads, shap)
+                contributions = contributions[valid.reshape(-1), :len(FEATURES)]
+            else:
+                contributions = shap(features[begin:end][valid], ranker_threads)[:, :len(FEATURES)]
             top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :TOP_FEATURES]
             part["top_features"] = top
             part["top_contributions"] = np.take_along_axis(contributions, top, axis=1)

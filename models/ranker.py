@@ -150,9 +150,16 @@ def candidate_scores(ranker, catalog: CatalogFeatures, histories: UserHistories,
     """The ranker's score of each of a (rows, C) block of candidates; -inf where a row has no
     candidate there (tower score -inf: fewer unseen videos than C). `threads`: LightGBM's threads
     (None: the ranker's own setting)."""
-    features = ranker_features(catalog, histories, candidates, tower_scores)
+    return ranker_predictions(ranker, ranker_features(catalog, histories, candidates, tower_scores),
+                              tower_scores, threads)
+
+
+def ranker_predictions(ranker, features: np.ndarray, tower_scores: np.ndarray,
+                       threads: int | None = None) -> np.ndarray:
+    """The ranker's scores of `features` (`ranker_features` of a (rows, C) candidate block whose
+    tower scores are `tower_scores`), shaped (rows, C); -inf where the block has no candidate."""
     options = {} if threads is None else {"num_threads": threads}
-    predicted = ranker.predict(features, **options).reshape(candidates.shape)
+    predicted = ranker.predict(features, **options).reshape(tower_scores.shape)
     return np.where(np.isfinite(tower_scores), predicted, -np.inf)
 
 

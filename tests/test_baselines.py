@@ -70,6 +70,23 @@ def test_tuning_keeps_the_setting_that_validates_best_and_fit_baselines_uses_it(
                 > evaluate(rejected[name], holdout, n_users, n_items)["ndcg@10"] + 0.1), name
 
 
+def test_als_on_every_core_learns_the_factors_one_thread_learns():
+    """ALS runs on every core: its factors must not depend on how many there are."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from models.baselines import MatrixFactorisation, user_item_matrix
+
+    data = taste_groups(n_users=300, n_items=120, per_user=20)
+    matrix = user_item_matrix(data, 300, 120)
+    every_core = MatrixFactorisation("als", matrix, factors=16, seed=5).model
+    with threadpool_limits(limits=1):
+        one = AlternatingLeastSquares(factors=16, regularization=0.05, iterations=15, random_state=5, num_threads=1)
+        one.fit(matrix, show_progress=False)
+    np.testing.assert_array_equal(every_core.user_factors, one.user_factors)
+    np.testing.assert_array_equal(every_core.item_factors, one.item_factors)
+
+
 def test_tuning_breaks_ties_towards_the_earlier_setting():
     from models.baselines import Tuning
 

@@ -142,7 +142,7 @@ def test_ranker_contributions_sum_to_the_scores_the_lists_were_ranked_by():
 
     from models.candidate_lists import ScoringModel, Users, candidate_lists
     from models.evaluation import seen_csr
-    from models.explanations import ranker_contributions
+    from models.explanations import MODALITIES, AblatedItems, Explainer, explain_lists, ranker_contributions
     from models.fit import catalog_features
     from models.ranker import FEATURES
     from models.scoring import ItemVectors
@@ -165,10 +165,21 @@ def test_ranker_contributions_sum_to_the_scores_the_lists_were_ranked_by():
                          catalog_features(data, rng.normal(size=(n_items, 4)).astype(np.float32), n_users),
                          candidates=30)
     block = Users(users, *seen_csr(data, n_users))
-    best, scores = candidate_lists(model, block, 5)
-    contributions = ranker_contributions(model, block, best)
+    lists = candidate_lists(model, block, 5, keep_features=True)
+    contributions = ranker_contributions(model, block, lists.videos)
     assert (np.abs(contributions[:, FEATURES.index("tower_rank")]) > 0).any()
-    np.testing.assert_allclose(contributions.sum(axis=1).reshape(best.shape), scores, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(contributions.sum(axis=1).reshape(lists.videos.shape), lists.scores,
+                               rtol=1e-9, atol=1e-9)
+    # Explained from the features the lists kept (the local engine) or from features computed
+    # again from the tower (lists written by Spark's executors): the same explanations.
+    no_modality = AblatedItems(np.full(n_items, -1), np.zeros((0, 8), np.float32))
+    explainer = Explainer(items, dict.fromkeys(MODALITIES, no_modality), np.ones(n_items, bool),
+                          np.zeros(n_items, bool), model)
+    supports = seen_csr(data, n_users)
+    kept = explain_lists(explainer, block, supports, lists.videos, features=lists.features, block_size=16)
+    again = explain_lists(explainer, block, supports, lists.videos, block_size=16)
+    np.testing.assert_array_equal(kept.top_features, again.top_features)
+    np.testing.assert_allclose(kept.top_contributions, again.top_contributions, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("zero_as_missing", [False, True])

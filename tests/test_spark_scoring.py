@@ -70,7 +70,8 @@ def test_spark_engine_with_the_reranker_gives_the_local_lists_and_the_evaluated_
 
     model = ScoringModel(ItemVectors(tower.items), ranker.booster_, catalog, candidates)
     users = Users(tower.users, ctx.indptr, ctx.seen)
-    local_videos, local_scores = candidate_lists(model, users, n, block_size=32)
+    local = candidate_lists(model, users, n, block_size=32)
+    local_videos, local_scores = local.videos, local.scores
     # The lists are the ones the evaluation measured: the re-ranked scorer's best n.
     evaluated, _ = top_n(Reranked(tower, ranker, ctx, candidates), n_users, ctx.indptr, ctx.seen, n)
     assert np.array_equal(local_videos, evaluated)

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import psutil
 
-from jobs.plumbing.config import Warehouse
+from jobs.plumbing.config import TS, Warehouse
 from jobs.plumbing.evaluation_report import is_diagnostic
 from jobs.plumbing.dist import build_archive
 from jobs.plumbing.stage import read_counters, write_json
@@ -213,7 +213,7 @@ def held_back(wh: Warehouse, days: float):
     (path,) = wh.landing_interactions.iterdir()
     whole = path.read_bytes()
     frame = pd.read_csv(path)
-    seconds = pd.to_datetime(frame["ts"], utc=True)
+    seconds = pd.to_datetime(frame[TS], utc=True)
     frame[seconds <= seconds.max() - pd.Timedelta(days=days)].to_csv(path, index=False)
     try:
         yield

@@ -63,7 +63,8 @@ def lists_of_partition(batches: Iterator[pd.DataFrame], *, shared, n: int) -> It
         if batch.empty:
             continue
         users = Users.from_lists(np.stack(batch[VECTOR].to_numpy()), list(batch[SEEN]))
-        best, scores = candidate_lists(model, users, n, ranker_threads=threads)
+        lists = candidate_lists(model, users, n, ranker_threads=threads)
+        best, scores = lists.videos, lists.scores
         valid = best >= 0
         yield pd.DataFrame({
             config.USER_ID: np.repeat(batch[config.USER_ID].to_numpy(), valid.sum(axis=1)),
