@@ -86,9 +86,9 @@ def evaluate_baselines(wh: config.Warehouse, seed: int, max_eval_users: int | No
     else:
         tuned = tune_baselines(validation, n_users, n_items, seed=seed, log=log) if tune else {}
         records = {name: t.as_record() for name, t in tuned.items()}
-    baselines = fit_baselines(holdout.train, n_users, n_items, seed=seed,
-                              settings={name: record["chosen"] for name, record in records.items()})
-    metrics = {name: evaluate(scorer, holdout, n_users, n_items) for name, scorer in baselines.items()}
+    metrics = fit_baselines(holdout.train, n_users, n_items, seed=seed,
+                            settings={name: record["chosen"] for name, record in records.items()},
+                            measure=lambda scorer: evaluate(scorer, holdout, n_users, n_items))
     for name, record in records.items():
         metrics[name][VALIDATION_METRIC] = max(point["validation_ndcg@10"] for point in record["grid"])
         metrics[name].update({f"setting_{key}": float(value) for key, value in record["chosen"].items()})

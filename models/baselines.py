@@ -12,15 +12,21 @@ the methods are compared on is never seen by the tuning. Without tuning, `DEFAUL
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from models.training import IndexedInteractions
+
+T = TypeVar("T")
 
 # The grids a nightly run tunes on, kept small: 15 fits, about 10 s at MovieLens-100k size and
 # minutes at platform size (README). Iterations are fixed: ALS 15, BPR 100. Each grid holds the
@@ -138,6 +144,18 @@ class Tuning:
                          for s, v in zip(self.grid, self.validation_ndcg)]}
 
 
+def beside_bpr(work: dict[str, Callable[[], T]]) -> dict[str, T]:
+    """Each baseline's `work` (name -> what to run), BPR's on a thread of its own beside the others
+    in turn: BPR takes longest and runs on one core (above), so the others use the second core in
+    the meantime. Every piece's result is what it gives alone; BLAS runs one thread meanwhile."""
+    background = {name: job for name, job in work.items() if name == "bpr"}
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=1) as pool:
+        pending = {name: pool.submit(job) for name, job in background.items()}
+        done = {name: job() for name, job in work.items() if name not in background}
+        done.update({name: future.result() for name, future in pending.items()})
+    return {name: done[name] for name in work}
+
+
 def tune_baselines(validation, n_users: int, n_items: int, *, seed: int = 7,
                    grids: dict[str, list[dict]] | None = None, log=print) -> dict[str, Tuning]:
     """Grid search: every setting fit on `validation.train` and scored by NDCG@10 on its held-out
@@ -145,24 +163,35 @@ def tune_baselines(validation, n_users: int, n_items: int, *, seed: int = 7,
     from models.evaluation import evaluate
 
     matrix = user_item_matrix(validation.train, n_users, n_items)
-    tuned = {}
-    for name, grid in (BASELINE_GRIDS if grids is None else grids).items():
+
+    def tune(name: str, grid: list[dict]) -> Tuning:
         started, scores = time.perf_counter(), []
         for setting in grid:
             scorer = make_baseline(name, matrix, seed=seed, **setting)
             scores.append(evaluate(scorer, validation, n_users, n_items).get("ndcg@10", 0.0))
-        tuned[name] = Tuning(grid, scores, time.perf_counter() - started, len(validation.users),
-                             DEFAULT_SETTINGS.get(name, {}))
-        log(f"tuned {name}: {tuned[name].chosen} (validation NDCG@10 {max(scores):.4f}; "
-            f"{len(grid)} settings in {tuned[name].seconds:.1f}s)")
-    return tuned
+        tuning = Tuning(grid, scores, time.perf_counter() - started, len(validation.users),
+                        DEFAULT_SETTINGS.get(name, {}))
+        log(f"tuned {name}: {tuning.chosen} (validation NDCG@10 {max(scores):.4f}; "
+            f"{len(grid)} settings in {tuning.seconds:.1f}s)")
+        return tuning
+
+    grids = BASELINE_GRIDS if grids is None else grids
+    return beside_bpr({name: functools.partial(tune, name, grid) for name, grid in grids.items()})
 
 
 def fit_baselines(data: IndexedInteractions, n_users: int, n_items: int, seed: int = 7,
-                  settings: dict[str, dict] | None = None) -> dict:
-    """Every baseline, fit on `data`: name -> scorer. `settings` (name -> constructor settings, e.g.
-    the tuning's choices) replace DEFAULT_SETTINGS for the baselines they name."""
+                  settings: dict[str, dict] | None = None, measure: Callable | None = None) -> dict:
+    """Every baseline, fit on `data`: name -> scorer, or with `measure` name -> measure(scorer),
+    each measured as soon as it is fit (BPR's beside the others: `beside_bpr`). `settings` (name ->
+    constructor settings, e.g. the tuning's choices) replace DEFAULT_SETTINGS for the baselines
+    they name."""
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     matrix = user_item_matrix(data, n_users, n_items)
-    return {"most_popular": MostPopular(data, n_items),
-            **{name: make_baseline(name, matrix, seed=seed, **settings[name]) for name in ("item_knn", "als", "bpr")}}
+    measure = measure or (lambda scorer: scorer)
+
+    def fit(name: str):
+        if name == "most_popular":
+            return measure(MostPopular(data, n_items))
+        return measure(make_baseline(name, matrix, seed=seed, **settings[name]))
+
+    return beside_bpr({name: functools.partial(fit, name) for name in ("most_popular", "item_knn", "als", "bpr")})

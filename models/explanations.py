@@ -173,11 +173,10 @@ def _because(items: np.ndarray, best: np.ndarray, indptr: np.ndarray, history: n
     return because, similarity
 
 
-def ranker_contributions(scoring: ScoringModel, block: Users, best: np.ndarray, threads: int | None = None,
-                         shap: TreeContributions | None = None) -> np.ndarray:
-    """(rows * n, len(FEATURES) + 1) SHAP values of the ranker's score of each listed video (last
-    column: the expected value), on the features it ranked that video with: the tower's score and
-    its rank among the tower's candidates, as `models.candidate_lists` computed them."""
+def listed_ranker_features(scoring: ScoringModel, block: Users, best: np.ndarray) -> np.ndarray:
+    """(rows * n, len(FEATURES)) the features the ranker scored each listed video of `best` with,
+    computed again from the tower: its score and its rank among the tower's candidates, as
+    `models.candidate_lists` computed them."""
     tower = np.array(scoring.items.scores(block.vectors), np.float64)
     exclude_seen(tower, np.arange(len(block)), block.indptr, block.videos)
     candidates, _ = select_top(tower, scoring.candidates)
@@ -187,7 +186,13 @@ def ranker_contributions(scoring: ScoringModel, block: Users, best: np.ndarray, 
     histories = UserHistories.from_seen(block.indptr, block.videos, len(scoring.items))
     features = ranker_features(scoring.catalog, histories, listed, tower_scores)
     features[:, FEATURES.index("tower_rank")] = tower_rank.reshape(-1)
-    return (shap or TreeContributions(scoring.ranker))(features, threads)
+    return features
+
+
+def ranker_contributions(scoring: ScoringModel, block: Users, best: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """(rows * n, len(FEATURES) + 1) SHAP values of the ranker's score of each listed video (last
+    column: the expected value), on the features it ranked that video with."""
+    return TreeContributions(scoring.ranker)(listed_ranker_features(scoring, block, best), threads)
 
 
 def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray, np.ndarray], best: np.ndarray,
@@ -198,12 +203,11 @@ def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray
     `supports`: CSR rows (indptr, videos) of the interactions that may explain a pick (not skips).
     `features`: with a ranker, the features each listed video was ranked with, (users, n,
     len(FEATURES)) as `candidate_lists(keep_features=True)` keeps them; None: computed again
-    (`ranker_contributions`), for lists that were not computed in this process.
+    (`listed_ranker_features`), for lists that were not computed in this process.
     """
-    parts = []
+    parts, ranked_with = [], []
     support_indptr, support_videos = supports
     ranked = explainer.scoring is not None and explainer.scoring.ranker is not None
-    shap = TreeContributions(explainer.scoring.ranker) if ranked else None
     for begin in range(0, len(users), block_size):
         end = min(begin + block_size, len(users))
         block, block_best = users.block(begin, end), best[begin:end]
@@ -216,14 +220,8 @@ def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray
         shares = modality_shares(explainer, block.vectors[rows], videos)
         part = {"because": because[valid], "similarity": similarity[valid], "shares": shares, "videos": videos}
         if ranked:
-            if features is None:
-                contributions = ranker_contributions(explainer.scoring, block, block_best, ranker_threads, shap)
-                contributions = contributions[valid.reshape(-1), :len(FEATURES)]
-            else:
-                contributions = shap(features[begin:end][valid], ranker_threads)[:, :len(FEATURES)]
-            top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :TOP_FEATURES]
-            part["top_features"] = top
-            part["top_contributions"] = np.take_along_axis(contributions, top, axis=1)
+            ranked_with.append(features[begin:end][valid] if features is not None else
+                               listed_ranker_features(explainer.scoring, block, block_best)[valid.reshape(-1)])
         parts.append(part)
 
     def joined(key: str, shape: tuple, dtype) -> np.ndarray:
@@ -232,10 +230,16 @@ def explain_lists(explainer: Explainer, users: Users, supports: tuple[np.ndarray
     videos = joined("videos", (0,), np.int64)
     because = joined("because", (0,), np.int64)
     reason = _reasons(because >= 0, explainer.warm[videos], explainer.popular[videos])
+    top_features = top_contributions = None
+    if ranked:
+        # Every row at once: each tree's values are computed once per way rows pass it, and a
+        # block of users has nearly as many ways as the whole list.
+        rows = np.concatenate(ranked_with) if ranked_with else np.zeros((0, len(FEATURES)), np.float32)
+        contributions = TreeContributions(explainer.scoring.ranker)(rows, ranker_threads)[:, :len(FEATURES)]
+        top_features = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :TOP_FEATURES]
+        top_contributions = np.take_along_axis(contributions, top_features, axis=1)
     return Explanations(because, joined("similarity", (0,), np.float64), reason,
-                        joined("shares", (0, len(MODALITIES)), np.float64),
-                        joined("top_features", (0, TOP_FEATURES), np.int64) if ranked else None,
-                        joined("top_contributions", (0, TOP_FEATURES), np.float64) if ranked else None)
+                        joined("shares", (0, len(MODALITIES)), np.float64), top_features, top_contributions)
 
 
 def _reasons(supported: np.ndarray, warm: np.ndarray, popular: np.ndarray) -> np.ndarray:

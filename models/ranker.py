@@ -182,9 +182,21 @@ class RankerContext:
 
 
 def _at(matrix: sparse.csr_matrix, candidates: np.ndarray) -> np.ndarray:
-    """matrix[u, candidates[u, c]] for every row u, without densifying (users x catalog) at scale."""
-    rows = np.broadcast_to(np.arange(candidates.shape[0])[:, None], candidates.shape)
-    return np.asarray(matrix.tocsr()[rows.ravel(), candidates.ravel()]).reshape(candidates.shape)
+    """matrix[u, candidates[u, c]] for every row u, without densifying (users x catalog) at scale.
+
+    One binary search of every (row, column) key among the stored entries' keys, which a
+    canonical CSR matrix holds in order: scipy's fancy indexing took a fifth of a night's training.
+    """
+    matrix = matrix.tocsr(copy=True)
+    matrix.sum_duplicates()   # sorted column indices within each row, no repeats
+    n_rows, n_cols = matrix.shape
+    stored = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(matrix.indptr)) * n_cols + matrix.indices
+    wanted = (np.arange(candidates.shape[0], dtype=np.int64)[:, None] * n_cols + candidates).ravel()
+    at = np.minimum(np.searchsorted(stored, wanted), max(len(stored) - 1, 0))
+    found = (candidates.ravel() >= 0) & (stored[at] == wanted) if len(stored) else np.zeros(len(wanted), bool)
+    values = np.zeros(len(wanted), matrix.dtype)
+    values[found] = matrix.data[at[found]]
+    return values.reshape(candidates.shape)
 
 
 def top_candidates(tower: Scorer, ctx: RankerContext, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

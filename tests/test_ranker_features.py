@@ -60,3 +60,20 @@ def test_a_model_whose_reranker_reads_other_features_is_refused_at_scoring():
         artifact.check_schema(stats)
     artifact.ranker = None
     artifact.check_schema(stats)   # the tower alone has nothing to mismatch
+
+
+def test_features_read_a_sparse_product_at_each_candidate_as_scipy_indexes_it():
+    """The per-candidate lookup into (users x catalog) products gives scipy's own values, also for
+    a product with unsorted or repeated entries, an empty one, and videos no entry holds."""
+    from models.ranker import _at
+
+    rng = np.random.default_rng(1)
+    recent = sparse.random(40, 300, density=0.03, format="csr", random_state=2, dtype=np.float32)
+    similarity = sparse.random(300, 300, density=0.05, format="csr", random_state=3, dtype=np.float32)
+    repeated = sparse.csr_matrix((np.ones(4, np.float32), np.array([5, 2, 5, 9]), np.array([0, 4])), shape=(1, 300))
+    for matrix in (recent @ similarity, recent, repeated, sparse.csr_matrix((6, 300), dtype=np.float32)):
+        candidates = rng.integers(0, 300, (matrix.shape[0], 25))
+        candidates[0, :3] = [5, 2, 9]
+        rows = np.repeat(np.arange(matrix.shape[0]), 25)
+        expected = np.asarray(matrix.tocsr()[rows, candidates.ravel()]).reshape(candidates.shape)
+        np.testing.assert_array_equal(_at(matrix, candidates), expected)

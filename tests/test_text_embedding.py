@@ -12,8 +12,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from features.text import (TEXT_DIM, TEXT_PRECISIONS, TextEmbedder, model_dir, native_bfloat16, resolve_precision,
-                           video_text)
+from features.text import TEXT_DIM, TEXT_PRECISIONS, TextEmbedder, model_dir, resolve_precision, video_text
 
 MIN_COSINE = 0.99
 
@@ -35,6 +34,18 @@ def bfloat16_embedder() -> TextEmbedder:
     # Asked for explicitly, so the bfloat16 path is checked on every machine, not only where
     # "auto" picks it.
     return TextEmbedder(precision="bfloat16")
+
+
+@pytest.fixture(scope="module")
+def int8_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("text-model")
+
+
+@pytest.fixture(scope="module")
+def int8_embedder(int8_cache) -> TextEmbedder:
+    # Built here from the bundled weights into an empty cache, so the export, smoothing,
+    # quantisation and check all run, wherever "auto" would pick something else.
+    return TextEmbedder(precision="int8", cache_dir=int8_cache)
 
 
 def movielens_texts(shared_data) -> list[str]:
@@ -76,12 +87,36 @@ def test_bfloat16_matches_float32_on_the_demo_catalog(reference_model, bfloat16_
     assert_close_to_reference(bfloat16_embedder.embed(texts), reference(reference_model, texts), texts)
 
 
+def test_int8_matches_float32_on_every_movielens_title(shared_data, reference_model, int8_embedder):
+    texts = movielens_texts(shared_data)
+    assert_close_to_reference(int8_embedder.embed(texts), reference(reference_model, texts), texts)
+
+
+def test_int8_matches_float32_on_the_demo_catalog(reference_model, int8_embedder):
+    texts = demo_texts()
+    assert_close_to_reference(int8_embedder.embed(texts), reference(reference_model, texts), texts)
+
+
+def test_int8_model_is_built_once_and_reused(int8_cache, int8_embedder):
+    import json
+
+    from features.text_int8 import MODEL_FILE
+
+    [built] = [p for p in int8_cache.iterdir()]  # no temporary build folder left behind
+    record = json.loads((built / "build.json").read_text())
+    assert record["calibration_cosine_min"] >= MIN_COSINE
+    before = (built / MODEL_FILE).stat().st_mtime_ns
+    again = TextEmbedder(precision="int8", cache_dir=int8_cache)
+    assert (built / MODEL_FILE).stat().st_mtime_ns == before and list(int8_cache.iterdir()) == [built]
+    assert np.array_equal(again.embed(["Toy Story (1995)", ""]), int8_embedder.embed(["Toy Story (1995)", ""]))
+
+
 def test_default_embedder_matches_float32_and_keeps_input_order(reference_model):
     """The embedder the stage builds ("auto"), on texts of very different lengths given in an
     order that length sorting must undo, with empty texts in between."""
     texts = demo_texts()[:40] + ["Toy Story (1995)", "", "a " * 300, "Heat (1995)\nAction, Crime, Thriller", "  "]
     embedder = TextEmbedder()
-    assert embedder.precision == ("bfloat16" if native_bfloat16() else "float32")
+    assert embedder.precision == resolve_precision("auto") != "auto"
     vectors = embedder.embed(texts)
     present = [i for i, t in enumerate(texts) if t.strip()]
     assert not vectors[[i for i in range(len(texts)) if i not in present]].any()
@@ -90,7 +125,9 @@ def test_default_embedder_matches_float32_and_keeps_input_order(reference_model)
 
 
 def test_precision_names():
-    assert resolve_precision("float32") == "float32" and resolve_precision("bfloat16") == "bfloat16"
+    assert [resolve_precision(p) for p in ("float32", "bfloat16", "int8")] == ["float32", "bfloat16", "int8"]
     assert resolve_precision("auto") in TEXT_PRECISIONS[1:]
-    with pytest.raises(ValueError, match="int8"):
-        resolve_precision("int8")
+    with pytest.raises(ValueError, match="int4"):
+        resolve_precision("int4")
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_precision("int8", "cuda")

@@ -122,8 +122,10 @@ DEFAULT_SEED = int(_env("SEED", "7"))
 # (n, 3, H, W) frames in [0, 1] to one output per frame. Empty: no `frame_embedding` column values.
 # The file's SHA-256 is stored with each feature row; a different file re-extracts every video.
 DEFAULT_FRAME_ENCODER = _env("FRAME_ENCODER", "") or None
-# The text embedding's arithmetic (features.text.TEXT_PRECISIONS): "auto" is bfloat16 on hardware
-# that multiplies it natively (CPUs with AMX or AVX512-BF16, recent GPUs), float32 elsewhere.
+# The text embedding's arithmetic (features.text.TEXT_PRECISIONS): "auto" is int8 (ONNX Runtime) on
+# a CPU with VNNI, else bfloat16 on hardware that multiplies it natively (CPUs with AMX or
+# AVX512-BF16, recent GPUs), float32 elsewhere. The int8 model is built once per machine into
+# $VREC_TEXT_MODEL_CACHE (default ~/.cache/video-recs/text-model; features/text_int8.py).
 DEFAULT_TEXT_PRECISION = _env("TEXT_PRECISION", "auto") or "auto"
 
 
