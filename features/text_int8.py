@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,8 @@ MIN_COSINE = 0.99
 # large batches, long descriptions in small ones), at most MAX_BATCH_TEXTS a batch.
 BATCH_TOKENS = 4096
 MAX_BATCH_TEXTS = 256
-CALIBRATION_FILE = Path(__file__).with_name("text_calibration.txt")
+# Read as package data: the project archive shipped to a cluster's executors holds it too.
+CALIBRATION_FILE = "text_calibration.txt"
 MODEL_FILE = "encoder-int8.onnx"
 
 
@@ -55,8 +57,12 @@ def default_cache_dir() -> Path:
 
 def calibration_texts() -> list[str]:
     """The texts the smoothing is measured on: blocks of `text_calibration.txt` separated by a blank line."""
-    blocks = CALIBRATION_FILE.read_text(encoding="utf-8").split("\n\n")
+    blocks = _calibration_bytes().decode("utf-8").split("\n\n")
     return [b.strip() for b in blocks if b.strip() and not b.lstrip().startswith("#")]
+
+
+def _calibration_bytes() -> bytes:
+    return files("features").joinpath(CALIBRATION_FILE).read_bytes()
 
 
 def _sha256(path: Path) -> str:
@@ -78,7 +84,7 @@ def cache_key(model_dir: Path) -> str:
     parts = [f"recipe {RECIPE_VERSION} alpha {SMOOTHING_ALPHA} opset {OPSET}",
              f"onnxruntime {onnxruntime.__version__} onnx {onnx.__version__} torch {torch.__version__} "
              f"transformers {transformers.__version__}",
-             _sha256(CALIBRATION_FILE)]
+             hashlib.sha256(_calibration_bytes()).hexdigest()]
     parts += [f"{name} {_sha256(model_dir / name)}" for name in ("model.safetensors", "config.json", "tokenizer.json")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

@@ -88,7 +88,8 @@ def test_spark_engine_with_the_reranker_gives_the_local_lists_and_the_evaluated_
 
 def test_the_project_archive_ships_the_code_and_the_sql(tmp_path):
     """Executors import the project from the --py-files archive, never a checkout: the archive alone
-    imports the partition code and reads the SQL files as package data."""
+    imports the partition code and reads the SQL files and the text encoder's calibration texts as
+    package data."""
     import subprocess
     import sys
 
@@ -98,12 +99,13 @@ def test_the_project_archive_ships_the_code_and_the_sql(tmp_path):
     assert shipped.name == f"video_recs-{VERSION}.zip"
     modules = ("models.candidate_lists", "jobs.plumbing.spark_scoring")
     probe = (f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules!r})); "
-             "from jobs.plumbing.sql import load_sql; print(len(load_sql('catalog_latest')) > 0)")
+             "from jobs.plumbing.sql import load_sql; print(len(load_sql('catalog_latest')) > 0); "
+             "from features.text_int8 import calibration_texts; print(len(calibration_texts()) > 50)")
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                           env={"PYTHONPATH": str(shipped), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [f"{shipped}/models/candidate_lists.py", f"{shipped}/jobs/plumbing/spark_scoring.py",
-                                   "True"]
+                                   "True", "True"]
 
 
 def test_an_unknown_scoring_engine_stops_the_stage_with_one_line(tmp_path):

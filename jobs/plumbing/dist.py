@@ -12,7 +12,7 @@ from pathlib import Path
 VERSION = "0.15.0"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_PACKAGES = ("jobs", "features", "models", "sql")
-SHIPPED_SUFFIXES = (".py", ".sql")
+SHIPPED_SUFFIXES = (".py", ".sql", ".txt")   # .txt: the text encoder's calibration texts
 
 
 def archive_name(version: str = VERSION) -> str:
