@@ -83,7 +83,8 @@ def load_artifact(models_dir: Path, version: str) -> ModelArtifact:
         raise FileNotFoundError(f"no model {version!r} in {models_dir}")
     document = json.loads((source / "model.json").read_text())
     stats = ContentStats.from_dict(document["content_stats"])
-    cfg = TowerConfig(**document["tower"])
+    # Artifacts from before the sequential user encoder pool their histories only.
+    cfg = TowerConfig(**{"sequence_layers": 0, **document["tower"]})
     model = TwoTower(cfg, torch.zeros(cfg.n_items, cfg.content_dim))
     model.load_state_dict(torch.load(source / "model.pt", map_location="cpu", weights_only=True))
     model.eval()

@@ -73,6 +73,10 @@ def test_grow_keeps_what_the_parent_knew_and_adds_rows_for_new_users_and_videos(
     assert torch.equal(grown.user_id.weight[1], parent_model.user_id.weight[0])
     assert 0 < float(grown.item_id.weight[2].detach().abs().mean()) < 0.05          # new: initialised as a new model's
     assert torch.equal(grown.content_mlp[0].weight, parent_model.content_mlp[0].weight)
+    # The user tower's sequential encoder carries over too.
+    assert torch.equal(grown.position.weight, parent_model.position.weight)
+    assert torch.equal(grown.sequence.layers[0].self_attn.in_proj_weight,
+                       parent_model.sequence.layers[0].self_attn.in_proj_weight)
 
 
 @pytest.fixture(scope="module")
