@@ -145,11 +145,11 @@ bench-load: install
 # The first night on a sparse, short-video-shaped log: 20,000 videos (300 with a clip, the rest
 # text-only), 40,000 users with 3 to 15 interactions each; per-stage time and memory, and held-out
 # NDCG@10/HR@10 of the published model against the tuned baselines, and SASRec evaluated after
-# the night (it is skipped in a night of this size), timed apart.
+# the night (it is skipped in a night of this size), timed apart, on two threads.
 SPARSE_WAREHOUSE ?= /tmp/vrec-sparse-bench
 bench-sparse: install
 	rm -rf $(SPARSE_WAREHOUSE)
-	$(PY) -m jobs.bench.bench_load --warehouse $(SPARSE_WAREHOUSE) --videos 20000 --users 40000 \
+	VREC_SASREC_THREADS=2 $(PY) -m jobs.bench.bench_load --warehouse $(SPARSE_WAREHOUSE) --videos 20000 --users 40000 \
 	  --per-user 3 15 --media 300 --sequential-baseline --out $(BENCH_DIR)/sparse.json
 
 clean:

@@ -21,6 +21,7 @@ Without step 2 the worst of the benchmark's 2,682 texts (jobs/bench/bench_text.p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -66,8 +67,16 @@ def _calibration_bytes() -> bytes:
 
 
 def _sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    """A file's digest, computed once per process for each (path, size, modification time): every
+    embedder built in a process asks for the 90 MB weights' digest."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

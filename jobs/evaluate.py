@@ -100,7 +100,8 @@ def evaluate_baselines(wh: config.Warehouse, seed: int, max_eval_users: int | No
     if runs:
         from models.sasrec import SASRecConfig, fit_sasrec
 
-        cfg = SASRecConfig(max_len=config.DEFAULT_SASREC_MAX_LEN, loss=config.DEFAULT_SASREC_LOSS)
+        cfg = SASRecConfig(max_len=config.DEFAULT_SASREC_MAX_LEN, loss=config.DEFAULT_SASREC_LOSS,
+                           threads=config.DEFAULT_SASREC_THREADS)
         scorer, facts = fit_sasrec(validation, holdout.train, n_users, n_items, cfg, seed=seed, log=log,
                                    fine_tune_epochs=config.DEFAULT_SASREC_FINE_TUNE_EPOCHS or None)
         metrics["sasrec"] = {**evaluate(scorer, holdout, n_users, n_items),

@@ -114,6 +114,17 @@ def test_sasrec_is_deterministic_for_a_seed():
     assert not torch.equal(first.item_embedding.weight, other.item_embedding.weight)
 
 
+def test_sasrec_on_two_threads_is_deterministic_and_leaves_torch_as_it_was():
+    data = cycles(n_users=16, n_items=12)
+    cfg = SASRecConfig(max_len=8, batch_size=8, threads=2)
+    before = torch.get_num_threads()
+    first, facts = train_sasrec(data, 16, 12, cfg, epochs=2, seed=5, log=lambda line: None)
+    second, _ = train_sasrec(data, 16, 12, cfg, epochs=2, seed=5, log=lambda line: None)
+    assert torch.get_num_threads() == before
+    for name, weights in first.state_dict().items():
+        assert torch.equal(weights, second.state_dict()[name]), name
+
+
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_sasrec_learns_what_comes_next_in_a_cycle(loss):
     """From any start, the next video is the following one on the cycle: SASRec finds it (a method

@@ -112,6 +112,9 @@ DEFAULT_SASREC_LOSS = _env("SASREC_LOSS", "ce")
 # training data (0, the stronger) or the early-stopped model is fine-tuned this many epochs (about
 # half the time: MovieLens-100k 4.7 min instead of 9.3, held-out NDCG@10 0.11 instead of 0.12).
 DEFAULT_SASREC_FINE_TUNE_EPOCHS = int(_env("SASREC_FINE_TUNE_EPOCHS", "0"))
+# SASRec's torch threads: one keeps its figures independent of the machine; more shorten it at
+# large catalogs (make bench-sparse runs it on two).
+DEFAULT_SASREC_THREADS = int(_env("SASREC_THREADS", "1"))
 DEFAULT_SPARK_MASTER = _env("SPARK_MASTER", "local[*]")
 # Where the score stage computes the lists: "local" (one process) or "spark" (users as Spark
 # partitions, the model broadcast); both give the same lists. The DAG sets it per run.
