@@ -55,6 +55,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCORE_RTOL = 1e-5
 # An incremental night trains on the day before its exam's newest day (VREC_EVAL_DAYS): two days.
 SECOND_NIGHT_DAYS = 2
+GENERATOR_SEED = 7   # make_load_data's default --seed, which the benchmark generates with
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -201,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the night of {args.run_date}, with the newest {SECOND_NIGHT_DAYS} days", flush=True)
         results.update(run_night(args, args.run_date))
         results["stages"] = {"generate": generated, **results["stages"]}
+        if results["completed"] and results["evaluation_protocol"] == "leave_last_out":
+            results["quality"]["bayes_optimal"] = bayes_optimal(wh, args)
     return finish(args, results)
 
 
@@ -267,6 +270,25 @@ def run_night(args, run_date: str) -> dict:
         print(f"published {night['quality']['published']}: "
               f"{night['quality']['ndcg@10_vs_best_baseline']}x the best baseline's NDCG@10", flush=True)
     return night
+
+
+def bayes_optimal(wh: Warehouse, args) -> dict:
+    """The generator's Bayes-optimal ranking on the night's held-out slice (`jobs.bench.ceiling`):
+    the most any method can expect, and the published model's share of it."""
+    from jobs.bench.ceiling import warehouse_ceiling
+
+    # The evaluate stage's slice: the seed and user sample the night's model was measured with.
+    version = read_counters(wh, args.run_date)["train"]["model_version"]
+    model = json.loads((wh.models / version / "model.json").read_text())
+    metrics = warehouse_ceiling(wh, args.videos, date.fromisoformat(args.run_date), GENERATOR_SEED,
+                                model.get("max_eval_users"), model["seed"])
+    quality = read_table(wh.model_metrics / args.run_date).to_pandas()
+    published = quality[quality["is_published"] & (quality["metric"] == "ndcg@10")]["value"].iloc[0]
+    ceiling = {"ndcg@10": round(metrics["ndcg@10"], 4), "hr@10": round(metrics["hr@10"], 4),
+               "published_share_of_ndcg@10": round(float(published / metrics["ndcg@10"]), 3)}
+    print(f"| Bayes-optimal (the generator's own parameters) | {ceiling['ndcg@10']} | {ceiling['hr@10']} |\n"
+          f"published: {ceiling['published_share_of_ndcg@10']} of the Bayes-optimal NDCG@10", flush=True)
+    return ceiling
 
 
 def finish(args, results: dict) -> int:
