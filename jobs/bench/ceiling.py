@@ -88,14 +88,6 @@ def event_codes(names) -> np.ndarray:
     return np.array([code[name] for name in names], np.int64)
 
 
-def ceiling_metrics(holdout: Holdout, events: np.ndarray, videos: list[DemoVideo], run_day: date,
-                    n_users: int) -> dict[str, float]:
-    """The Bayes-optimal scorer's metrics on `holdout`; `events[i]` is the event code of
-    `holdout.train`'s row i."""
-    scorer = BayesOptimalScorer(videos, run_day, holdout.train, events, n_users)
-    return evaluate(scorer, holdout, n_users, len(videos))
-
-
 def warehouse_ceiling(wh: config.Warehouse, n_videos: int, run_day: date, seed: int,
                       max_eval_users: int | None, eval_seed: int = config.DEFAULT_SEED) -> dict[str, float]:
     """The ceiling on the evaluate stage's leave-last-out slice of a generated warehouse."""
@@ -116,7 +108,8 @@ def warehouse_ceiling(wh: config.Warehouse, n_videos: int, run_day: date, seed: 
     trained = np.ones(len(data), bool)
     trained[_held_rows(data, holdout)] = False
     events = event_codes(interactions[config.EVENT].to_numpy()[trained])
-    return ceiling_metrics(holdout, events, videos, run_day, len(user_ids))
+    scorer = BayesOptimalScorer(videos, run_day, holdout.train, events, len(user_ids))
+    return evaluate(scorer, holdout, len(user_ids), len(videos))
 
 
 def _held_rows(data: IndexedInteractions, holdout: Holdout) -> np.ndarray:
