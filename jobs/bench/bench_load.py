@@ -9,7 +9,10 @@ Wall time is measured per stage; peak memory is the largest sum of resident memo
 stage's whole process tree (Python, the Spark JVM, ffmpeg), sampled every 0.2 s. Prints a table
 and the machine, then the held-out NDCG@10 and HR@10 of the published model and of every baseline
 from the night's `tables/model_metrics`; `--out` writes JSON. A stage that fails stops the run with
-its error line. `--per-user 3 15` makes the sparse, short-video-shaped log of `make bench-sparse`;
+its error line. When the night of `--run-date` is measured leave-last-out (a full retrain), it
+adds the generator's Bayes-optimal ranking on the same held-out slice (`jobs.bench.ceiling`), the
+most any method can expect there. `--per-user 3 15`
+makes the sparse, short-video-shaped log of `make bench-sparse`;
 `--sequential-baseline` then runs the evaluate stage once more with SASRec forced on
 (`VREC_EVAL_SEQUENTIAL=1`; the night itself skips it above `VREC_SEQUENTIAL_MAX_INTERACTIONS`),
 timed apart from the night, so the quality table includes it. `--second-night` first runs a night
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         results.update(run_night(args, args.run_date))
         results["stages"] = {"generate": generated, **results["stages"]}
         if results["completed"] and results["evaluation_protocol"] == "leave_last_out":
-            results["quality"]["bayes_optimal"] = bayes_optimal(wh, args)
+            results["quality"]["bayes_optimal"] = bayes_optimal(wh, args, results["quality"])
     return finish(args, results)
 
 
@@ -272,7 +275,7 @@ def run_night(args, run_date: str) -> dict:
     return night
 
 
-def bayes_optimal(wh: Warehouse, args) -> dict:
+def bayes_optimal(wh: Warehouse, args, quality: dict) -> dict:
     """The generator's Bayes-optimal ranking on the night's held-out slice (`jobs.bench.ceiling`):
     the most any method can expect, and the published model's share of it."""
     from jobs.bench.ceiling import warehouse_ceiling
@@ -282,8 +285,7 @@ def bayes_optimal(wh: Warehouse, args) -> dict:
     model = json.loads((wh.models / version / "model.json").read_text())
     metrics = warehouse_ceiling(wh, args.videos, date.fromisoformat(args.run_date), GENERATOR_SEED,
                                 model.get("max_eval_users"), model["seed"])
-    quality = read_table(wh.model_metrics / args.run_date).to_pandas()
-    published = quality[quality["is_published"] & (quality["metric"] == "ndcg@10")]["value"].iloc[0]
+    published = quality["methods"][quality["published"]]["ndcg@10"]
     ceiling = {"ndcg@10": round(metrics["ndcg@10"], 4), "hr@10": round(metrics["hr@10"], 4),
                "published_share_of_ndcg@10": round(float(published / metrics["ndcg@10"]), 3)}
     print(f"| Bayes-optimal (the generator's own parameters) | {ceiling['ndcg@10']} | {ceiling['hr@10']} |\n"
