@@ -11,8 +11,8 @@ and the machine, then the held-out NDCG@10 and HR@10 of the published model and 
 from the night's `tables/model_metrics`; `--out` writes JSON. A stage that fails stops the run with
 its error line. When the night of `--run-date` is measured leave-last-out (a full retrain), it
 adds the generator's Bayes-optimal ranking on the same held-out slice (`jobs.bench.ceiling`), the
-most any method can expect there. `--per-user 3 15`
-makes the sparse, short-video-shaped log of `make bench-sparse`;
+most any method can expect there. `--per-user 3 15` makes the sparse, short-video-shaped log of
+`make bench-sparse`;
 `--sequential-baseline` then runs the evaluate stage once more with SASRec forced on
 (`VREC_EVAL_SEQUENTIAL=1`; the night itself skips it above `VREC_SEQUENTIAL_MAX_INTERACTIONS`),
 timed apart from the night, so the quality table includes it. `--second-night` first runs a night
@@ -58,7 +58,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCORE_RTOL = 1e-5
 # An incremental night trains on the day before its exam's newest day (VREC_EVAL_DAYS): two days.
 SECOND_NIGHT_DAYS = 2
-GENERATOR_SEED = 7   # make_load_data's default --seed, which the benchmark generates with
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -279,11 +278,12 @@ def bayes_optimal(wh: Warehouse, args, quality: dict) -> dict:
     """The generator's Bayes-optimal ranking on the night's held-out slice (`jobs.bench.ceiling`):
     the most any method can expect, and the published model's share of it."""
     from jobs.bench.ceiling import warehouse_ceiling
+    from jobs.datasets.make_load_data import DEFAULT_SEED   # the seed the benchmark generates with
 
     # The evaluate stage's slice: the seed and user sample the night's model was measured with.
     version = read_counters(wh, args.run_date)["train"]["model_version"]
     model = json.loads((wh.models / version / "model.json").read_text())
-    metrics = warehouse_ceiling(wh, args.videos, date.fromisoformat(args.run_date), GENERATOR_SEED,
+    metrics = warehouse_ceiling(wh, args.videos, date.fromisoformat(args.run_date), DEFAULT_SEED,
                                 model.get("max_eval_users"), model["seed"])
     published = quality["methods"][quality["published"]]["ndcg@10"]
     ceiling = {"ndcg@10": round(metrics["ndcg@10"], 4), "hr@10": round(metrics["hr@10"], 4),

@@ -31,6 +31,7 @@ import numpy as np
 
 from jobs.datasets.make_demo_data import (DEFAULT_RUN_DATE, EVENTS, FAVOURITE_SHARE, GENRES, HISTORY_DAYS,
                                           IN_TASTE_EVENT_P, OUT_OF_TASTE_EVENT_P, DemoVideo, plan_catalog)
+from jobs.datasets.make_load_data import DEFAULT_SEED
 from jobs.plumbing import config
 from jobs.plumbing.stage import write_json
 from models.evaluation import Holdout, evaluate, leave_last_out
@@ -60,6 +61,7 @@ class BayesOptimalScorer:
         self.window_end = run_start - 60   # the generator's last possible time
         self.earliest = np.maximum(run_start - HISTORY_DAYS * 86400,
                                    np.array([v.published_at.timestamp() for v in videos]))
+        self.span = np.maximum(self.window_end - self.earliest, 1.0)
 
         # Log-likelihood of every training interaction under each favourite genre.
         in_taste_event = np.log(np.asarray(IN_TASTE_EVENT_P) / sum(IN_TASTE_EVENT_P))[events]
@@ -78,8 +80,8 @@ class BayesOptimalScorer:
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
         taste = FAVOURITE_SHARE * self.posterior[users][:, self.genre] + self.background
-        span = np.maximum(self.window_end - self.earliest, 1.0)
-        after_newest = np.clip((self.window_end - np.maximum(self.newest[users, None], self.earliest)) / span, 0, 1)
+        after_newest = np.clip((self.window_end - np.maximum(self.newest[users, None], self.earliest)) / self.span,
+                               0, 1)
         return self.in_genre * taste * after_newest
 
 
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--videos", type=int, required=True, help="make_load_data's --videos")
     parser.add_argument("--run-date", default=DEFAULT_RUN_DATE, help="make_load_data's --run-date")
-    parser.add_argument("--seed", type=int, default=7, help="make_load_data's --seed")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="make_load_data's --seed")
     parser.add_argument("--max-eval-users", type=int, default=config.DEFAULT_MAX_EVAL_USERS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

@@ -41,6 +41,7 @@ from jobs.datasets.make_demo_data import (
 )
 
 CLIP_SECONDS = 3.0
+DEFAULT_SEED = 7
 WATCH_FRACTION = {"skip": (0.05, 0.25), "view": (0.3, 0.9), "like": (0.7, 1.0), "complete": (1.0, 1.0),
                   "share": (1.0, 1.0)}
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-user", type=int, nargs=2, metavar=("LOW", "HIGH"),
                         help="each user draws LOW to HIGH interactions (uniform) instead of --interactions "
                              "spread over a heavy-tailed activity")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--run-date", default=DEFAULT_RUN_DATE)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
