@@ -134,7 +134,7 @@ bench-privacy: install
 
 # Every nightly stage on a generated landing zone, wall time and peak process-tree memory per stage.
 # Not part of `bench`: at the default size (1,000,000 interactions, 200,000 users, 50,000 videos)
-# its two nights (the first a full retrain, the next incremental) take about 70 minutes on 2 cores.
+# its two nights (the first a full retrain, the next incremental) take about 46 minutes on 2 cores.
 # LOAD_ARGS picks a size, e.g.
 # LOAD_ARGS="--videos 10000 --users 40000 --interactions 200000 --media 100".
 LOAD_WAREHOUSE ?= /tmp/vrec-load
