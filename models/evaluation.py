@@ -107,17 +107,39 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     for k in CUTOFFS:
         hit = ranks <= k
         out[f"hr@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
+        out[f"ndcg@{k}"] = float(ndcg_gains(ranks, k).mean())
     out["mrr"] = float((1.0 / ranks).mean())
     return out
 
 
-def evaluate(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
-             block_size: int = 1024) -> dict[str, float]:
-    """Metrics of one method on the held-out videos, overall and on cold-start videos alone.
+def ndcg_gains(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """Each row's NDCG@k (one held-out video: 1 / log2(rank + 1) inside the top k, else 0)."""
+    return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
 
-    `coverage@10` is the share of the catalog that appears in at least one top-10 list.
+
+def paired_ratio_interval(gains: np.ndarray, reference: np.ndarray, groups: np.ndarray, level: float = 0.9,
+                          rounds: int = 2000, seed: int = 7) -> tuple[float, float]:
+    """A bootstrap interval of mean(gains) / mean(reference), two methods measured on the same rows.
+
+    Whole groups (users: a user's rows are not independent) are drawn with replacement, and both
+    methods are measured on the same draw, so what they share cancels out of the ratio.
     """
+    _, group = np.unique(groups, return_inverse=True)
+    per_group, reference_per_group = np.bincount(group, gains), np.bincount(group, reference)
+    draws = np.random.default_rng(seed).integers(0, len(per_group), (rounds, len(per_group)))
+    numerator, denominator = per_group[draws].sum(axis=1), reference_per_group[draws].sum(axis=1)
+    ratios = numerator[denominator > 0] / denominator[denominator > 0]
+    if not len(ratios):
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def held_out_ranks(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
+                   block_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-based rank of each held-out video among the videos its user had not seen, and which
+    videos appeared in any top-10 list (n_items bools)."""
     indptr, seen = seen_csr(holdout.train, n_users)
     ranks = np.zeros(len(holdout.users), np.float64)
     shown = np.zeros(n_items, bool)
@@ -132,6 +154,16 @@ def evaluate(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
         ranks[begin:begin + block_size] = 1.0 + ahead + tied / 2.0
         top, best = select_top(scores, 10)
         shown[top[np.isfinite(best)]] = True
+    return ranks, shown
+
+
+def evaluate(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
+             block_size: int = 1024) -> dict[str, float]:
+    """Metrics of one method on the held-out videos, overall and on cold-start videos alone.
+
+    `coverage@10` is the share of the catalog that appears in at least one top-10 list.
+    """
+    ranks, shown = held_out_ranks(scorer, holdout, n_users, n_items, block_size)
     metrics = rank_metrics(ranks)
     metrics["coverage@10"] = float(shown.mean()) if n_items else 0.0
     metrics["users"] = int(len(ranks))

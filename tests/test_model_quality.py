@@ -9,7 +9,7 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.plumbing import config
-from models.evaluation import Holdout, evaluate, leave_last_out, rank_metrics
+from models.evaluation import Holdout, evaluate, leave_last_out, paired_ratio_interval, rank_metrics
 from models.training import IndexedInteractions
 from tests.landing import text_only_catalog, write_landing
 
@@ -60,6 +60,22 @@ def test_ties_count_at_their_expected_position():
     metrics = evaluate(lambda users: np.ones((len(users), 21)), holdout, n_users=1, n_items=21)
     # 20 unseen videos all tied: the held-out one is expected at rank 1 + 19 / 2 = 10.5.
     assert metrics["hr@10"] == 0.0 and np.isclose(metrics["mrr"], 1 / 10.5)
+
+
+def test_paired_ratio_interval_is_narrow_for_a_shared_difference_and_wide_for_few_noisy_users():
+    rng = np.random.default_rng(3)
+    users = np.repeat(np.arange(60), 3)
+    reference = rng.uniform(0.0, 1.0, len(users))
+    # The same rows, every one 10% better: any draw of users gives the ratio 1.1.
+    low, high = paired_ratio_interval(1.1 * reference, reference, users)
+    assert np.isclose(low, 1.1) and np.isclose(high, 1.1)
+    # Two unrelated methods of the same quality on 60 users: the interval holds 1 and is wide.
+    low, high = paired_ratio_interval(rng.uniform(0.0, 1.0, len(users)), reference, users)
+    assert low < 1.0 < high and high - low > 0.15
+    # Users, not rows, are drawn: user 0's two rows come together, so a draw's ratio is 0 (user 1
+    # twice) or 2 (one of each); drawing rows would also give 0.5, 1 and 3.
+    low, high = paired_ratio_interval(np.r_[1.0, 1.0, 0.0], np.r_[0.0, 0.0, 1.0], np.array([0, 0, 1]))
+    assert (low, high) == (0.0, 2.0)
 
 
 @pytest.mark.parametrize("history_refresh_steps", [0, 5], ids=["exact-histories", "history-table"])

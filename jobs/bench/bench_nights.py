@@ -15,7 +15,8 @@ and the whole night's seconds, the mode auto chose, the gate's decision, and the
 NDCG@10 and HR@10 of the model serving after each night (tonight's, or production's when the gate
 stopped tonight's, which is then measured too): every new video, in the following period, of the
 users who had interactions before it (`models.evaluation.after_cutoff`), scored from their
-histories at the night.
+histories at the night. Auto's NDCG@10 over full's comes with a 90% interval from a paired bootstrap
+over the examined users, and so do the incremental nights pooled ("incremental_nights").
 """
 
 from __future__ import annotations
@@ -63,12 +64,14 @@ def _night(warehouse: Path, run_date: str, mode: str, env: dict[str, str]) -> di
             "gate_passed": evaluated.get("gate_passed"), "gate": evaluated.get("gate")}
 
 
-def next_period(warehouse: Path, version: str, ratings, night_end: float, period_end: float) -> dict:
-    """NDCG@10 and HR@10 of a saved model on the next period's new videos of returning users."""
+def next_period(warehouse: Path, version: str, ratings, night_end: float,
+                period_end: float) -> tuple[dict, pd.DataFrame]:
+    """NDCG@10 and HR@10 of a saved model on the next period's new videos of returning users, and
+    each examined row's user and video id and NDCG@10 (for `compare_next_periods`)."""
     from jobs.plumbing.model_inputs import index_interactions, load_items
     from models.artifact import load_artifact
     from models.content import content_matrix
-    from models.evaluation import after_cutoff, evaluate
+    from models.evaluation import after_cutoff, held_out_ranks, ndcg_gains, rank_metrics
     from models.incremental import artifact_scorer
     from models.scoring import Lineage
 
@@ -82,10 +85,44 @@ def next_period(warehouse: Path, version: str, ratings, night_end: float, period
     artifact = load_artifact(wh.models, version)
     content = content_matrix(items, artifact.stats)
     lineage = Lineage.of(artifact, video_ids, user_ids)
-    metrics = evaluate(artifact_scorer(artifact, content, lineage, exam.train, len(user_ids)), exam,
-                       len(user_ids), len(video_ids))
+    ranks, _ = held_out_ranks(artifact_scorer(artifact, content, lineage, exam.train, len(user_ids)), exam,
+                              len(user_ids), len(video_ids))
+    metrics = rank_metrics(ranks)
+    rows = pd.DataFrame({"user": user_ids[exam.users], "video": video_ids[exam.items], "ndcg": ndcg_gains(ranks)})
     return {"ndcg@10": round(metrics.get("ndcg@10", 0.0), 5), "hr@10": round(metrics.get("hr@10", 0.0), 5),
-            "videos": int(len(exam.users)), "users": int(len(np.unique(exam.users)))}
+            "videos": int(len(exam.users)), "users": int(len(np.unique(exam.users)))}, rows
+
+
+def compare_next_periods(auto: pd.DataFrame, full: pd.DataFrame) -> dict:
+    """Auto's next-period NDCG@10 over full's on the same examined rows (`next_period`'s; a "night"
+    column when several nights are pooled), with a 90% interval from a paired bootstrap over
+    users: with a few dozen returning users a period, two models of the same quality differ by tens
+    of percent, and the interval says which shortfalls the exam can tell from that."""
+    from models.evaluation import paired_ratio_interval
+
+    keys = [column for column in ("night", "user", "video") if column in auto]
+    both = auto.merge(full, on=keys, suffixes=("_auto", "_full"), validate="1:1")
+    if len(both) != len(auto) or not both["ndcg_full"].sum():
+        return {}
+    low, high = paired_ratio_interval(both["ndcg_auto"].to_numpy(), both["ndcg_full"].to_numpy(),
+                                      both["user"].astype(str).to_numpy())
+    return {"auto_to_full_ndcg@10": round(float(both["ndcg_auto"].sum() / both["ndcg_full"].sum()), 3),
+            "auto_to_full_ndcg@10_interval90": [round(low, 3), round(high, 3)]}
+
+
+def incremental_summary(nights: list[dict], rows: dict[str, list[pd.DataFrame]]) -> dict:
+    """The incremental nights together: auto's train seconds over full's, and auto's NDCG@10 over
+    full's on all their exams pooled (each user drawn with all of their rows in every night)."""
+    incremental = [n for n in nights if n["auto"]["training_mode"] == "incremental"]
+    if not incremental:
+        return {}
+    summary = {"nights": len(incremental),
+               "auto_train_seconds": round(sum(n["auto"]["train_seconds"] for n in incremental), 1),
+               "full_train_seconds": round(sum(n["full"]["train_seconds"] for n in incremental), 1)}
+    summary["auto_to_full_train_seconds"] = round(summary["auto_train_seconds"] / summary["full_train_seconds"], 3)
+    if rows["auto"]:
+        summary.update(compare_next_periods(pd.concat(rows["auto"]), pd.concat(rows["full"])))
+    return summary
 
 
 def _landing(workdir: Path, args) -> Path:
@@ -100,6 +137,19 @@ def _landing(workdir: Path, args) -> Path:
                        capture_output=True)
     (path,) = (workdir / "auto" / "landing" / "interactions").iterdir()
     return path
+
+
+def history(landing: Path, periods: int):
+    """The whole history as landed; each row's Unix seconds; the ratings as the exams read them
+    (sorted by user and time, with weights); the ends of the `periods` + 1 periods."""
+    everything = pd.read_csv(landing) if landing.suffix == ".csv" else pd.read_parquet(landing)
+    seconds = everything[config.TS]
+    if not pd.api.types.is_numeric_dtype(seconds):
+        seconds = pd.to_datetime(seconds, utc=True).astype("int64") // 10**9
+    ratings = everything.assign(**{config.TS: seconds.astype(np.float64)})
+    ratings["weight"] = ratings[config.EVENT].map(config.EVENT_WEIGHTS).fillna(1.0).astype(np.float32)
+    ratings = ratings.sort_values([config.USER_ID, config.TS, config.VIDEO_ID], kind="stable")
+    return everything, seconds, ratings, np.linspace(seconds.min(), seconds.max() + 1, periods + 2)[1:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,20 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "VREC_EVAL_SEQUENTIAL": os.environ.get("VREC_EVAL_SEQUENTIAL", "0")}
 
     landing = _landing(workdir, args)
-    everything = pd.read_csv(landing) if landing.suffix == ".csv" else pd.read_parquet(landing)
-    seconds = everything[config.TS]
-    if not pd.api.types.is_numeric_dtype(seconds):
-        seconds = pd.to_datetime(seconds, utc=True).astype("int64") // 10**9
-    ratings = everything.assign(**{config.TS: seconds.astype(np.float64)})
-    ratings["weight"] = ratings[config.EVENT].map(config.EVENT_WEIGHTS).fillna(1.0).astype(np.float32)
-    ratings = ratings.sort_values([config.USER_ID, config.TS, config.VIDEO_ID], kind="stable")
-    edges = np.linspace(seconds.min(), seconds.max() + 1, args.periods + 2)[1:]
+    everything, seconds, ratings, edges = history(landing, args.periods)
 
-    nights = []
+    nights, incremental_rows = [], {mode: [] for mode in MODES}
     for k in range(args.periods):
         run_date = (FIRST_NIGHT + dt.timedelta(days=k)).isoformat()
         seen = everything[seconds.to_numpy() < edges[k]]
         record = {"night": k + 1, "run_date": run_date, "interactions": len(seen)}
+        rows = {}
         for mode in MODES:
             target = workdir / mode / "landing" / "interactions" / landing.name
             seen.to_csv(target, index=False) if landing.suffix == ".csv" else seen.to_parquet(target, index=False)
@@ -139,14 +183,18 @@ def main(argv: list[str] | None = None) -> int:
             serving = production_model(config.Warehouse.at(workdir / mode))
             night["serving_version"] = serving
             if serving:
-                night["next_period"] = next_period(workdir / mode, serving, ratings, edges[k], edges[k + 1])
+                night["next_period"], rows[mode] = next_period(workdir / mode, serving, ratings, edges[k],
+                                                               edges[k + 1])
             if night["model_version"] and night["model_version"] != serving:
-                night["next_period_of_blocked_model"] = next_period(workdir / mode, night["model_version"], ratings,
-                                                                    edges[k], edges[k + 1])
+                night["next_period_of_blocked_model"], _ = next_period(workdir / mode, night["model_version"],
+                                                                       ratings, edges[k], edges[k + 1])
             record[mode] = night
         full, auto = record["full"].get("next_period"), record["auto"].get("next_period")
-        if full and auto and full["ndcg@10"]:
-            record["auto_to_full_ndcg@10"] = round(auto["ndcg@10"] / full["ndcg@10"], 3)
+        if len(rows) == len(MODES):
+            record.update(compare_next_periods(rows["auto"], rows["full"]))
+            if record["auto"]["training_mode"] == "incremental":
+                for mode in MODES:
+                    incremental_rows[mode].append(rows[mode].assign(night=k + 1))
         for measure in ("train_seconds", "fit_seconds"):
             if record["auto"][measure] and record["full"][measure]:
                 record[f"auto_to_full_{measure}"] = round(record["auto"][measure] / record["full"][measure], 3)
@@ -154,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
               f"train {record['auto']['train_seconds']}s (fit {record['auto']['fit_seconds']}s) next NDCG@10 {auto and auto['ndcg@10']} "
               f"gate {record['auto']['gate_passed']} | full train {record['full']['train_seconds']}s "
               f"(fit {record['full']['fit_seconds']}s) "
-              f"next NDCG@10 {full and full['ndcg@10']}", flush=True)
+              f"next NDCG@10 {full and full['ndcg@10']} | auto/full {record.get('auto_to_full_ndcg@10')} "
+              f"(90% {record.get('auto_to_full_ndcg@10_interval90')})", flush=True)
         nights.append(record)
 
     result = {"dataset": args.dataset, "periods": args.periods, "nights": nights,
+              "incremental_nights": incremental_summary(nights, incremental_rows),
               **({"size": {"users": args.users, "videos": args.videos, "interactions": args.interactions}}
                  if args.dataset == "load" else {}),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
