@@ -122,13 +122,13 @@ bench-scoring: install
 bench-text: install
 	$(PY) -m jobs.bench.bench_text --out $(BENCH_DIR)/text_embedding.json --check
 
-# MovieLens-100k nights with the privacy settings off and on, alternately, two rounds (~10 min idle).
 # Histories replayed as 8 nights, each with auto and with full training: MovieLens-100k (943 users,
-# about 50 of whom come back in a period: exams of 30 users) and a generated platform.
+# about 50 of whom come back in a period: exams of 30 users) and a generated platform (~53 min idle).
 bench-nights: install
 	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_nights --periods 8 --out $(BENCH_DIR)/nights.json
 	$(PY) -m jobs.bench.bench_nights --dataset load --periods 8 --out $(BENCH_DIR)/nights_load.json
 
+# MovieLens-100k nights with the privacy settings off and on, alternately, two rounds (~10 min idle).
 bench-privacy: install
 	$(PY) -m jobs.bench.bench_privacy --rounds 2 --out $(BENCH_DIR)/privacy.json
 
