@@ -76,7 +76,7 @@ def candidate_lists(model: ScoringModel, users: Users, n: int, block_size: int =
     """Best `n` unseen videos per user, best first.
 
     Scores are the tower's cosines, or with a re-ranker the ranker's scores. `ranker_threads`:
-    LightGBM's threads (None: the ranker's own setting). `keep_features`, with a re-ranker: also
+    LightGBM's threads (None: every CPU this process may use). `keep_features`, with a re-ranker: also
     the features each listed video was ranked with, which its explanation reads (computing them
     again would mean scoring the whole catalog for every user once more).
     """

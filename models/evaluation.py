@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.topn import Scorer, exclude_seen, select_top
+from models.topn import Scorer, ScoreBuffer, exclude_seen, select_top
 from models.training import IndexedInteractions
 
 CUTOFFS = (10, 50)
@@ -143,10 +143,11 @@ def held_out_ranks(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
     indptr, seen = seen_csr(holdout.train, n_users)
     ranks = np.zeros(len(holdout.users), np.float64)
     shown = np.zeros(n_items, bool)
+    buffer = ScoreBuffer()   # a copy: the scorer may hand out its own reused buffer, or shared state
     for begin in range(0, len(holdout.users), block_size):
         users = holdout.users[begin:begin + block_size]
         targets = holdout.items[begin:begin + block_size]
-        scores = np.array(scorer(users), dtype=np.float64, copy=True)
+        scores = buffer.copy(scorer(users))
         exclude_seen(scores, users, indptr, seen)
         target = scores[np.arange(len(users)), targets][:, None]
         ahead = (scores > target).sum(axis=1)

@@ -16,13 +16,14 @@ similarities, content) and per user (`UserHistories`: recent videos, whole histo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
 from models.evaluation import seen_csr
-from models.topn import Scorer, exclude_seen, select_top
+from models.topn import Scorer, ScoreBuffer, exclude_seen, select_top
 from models.training import IndexedInteractions
 
 FEATURES = ("tower_score", "tower_rank", "log_popularity", "log_recent_popularity", "age_days",
@@ -149,7 +150,7 @@ def candidate_scores(ranker, catalog: CatalogFeatures, histories: UserHistories,
                      tower_scores: np.ndarray, threads: int | None = None) -> np.ndarray:
     """The ranker's score of each of a (rows, C) block of candidates; -inf where a row has no
     candidate there (tower score -inf: fewer unseen videos than C). `threads`: LightGBM's threads
-    (None: the ranker's own setting)."""
+    (None: every CPU this process may use)."""
     return ranker_predictions(ranker, ranker_features(catalog, histories, candidates, tower_scores),
                               tower_scores, threads)
 
@@ -158,9 +159,16 @@ def ranker_predictions(ranker, features: np.ndarray, tower_scores: np.ndarray,
                        threads: int | None = None) -> np.ndarray:
     """The ranker's scores of `features` (`ranker_features` of a (rows, C) candidate block whose
     tower scores are `tower_scores`), shaped (rows, C); -inf where the block has no candidate."""
-    options = {} if threads is None else {"num_threads": threads}
-    predicted = ranker.predict(features, **options).reshape(tower_scores.shape)
+    predicted = ranker.predict(features, num_threads=threads or usable_cpus()).reshape(tower_scores.shape)
     return np.where(np.isfinite(tower_scores), predicted, -np.inf)
+
+
+def usable_cpus() -> int:
+    """LightGBM's threads where a caller sets none (a Spark task passes its share): every CPU this
+    process may run on. `deterministic` makes the fit's trees the same for any thread count; one
+    thread left a core of the local stages idle through the fit, the re-ranking and the SHAP
+    values."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -199,10 +207,12 @@ def _at(matrix: sparse.csr_matrix, candidates: np.ndarray) -> np.ndarray:
     return values.reshape(candidates.shape)
 
 
-def top_candidates(tower: Scorer, ctx: RankerContext, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_candidates(tower: Scorer, ctx: RankerContext, users: np.ndarray, n: int,
+                   buffer: ScoreBuffer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tower scores with seen videos at -inf, best `n` unseen items sorted by score, their scores)
-    for a block of users."""
-    scores = np.array(tower(users), np.float64)   # a copy: the tower may hand out a reused buffer
+    for a block of users; the scores are written into `buffer` when given (a fresh array otherwise)."""
+    # A copy: the tower may hand out a reused buffer.
+    scores = (buffer or ScoreBuffer()).copy(tower(users))
     exclude_seen(scores, users, ctx.indptr, ctx.seen)
     best, best_scores = select_top(scores, n)
     return scores, best, best_scores
@@ -216,10 +226,10 @@ def fit_ranker(tower: Scorer, ctx: RankerContext, users: np.ndarray, targets: np
     """
     import lightgbm as lgb
 
-    blocks, labels, groups = [], [], []
+    blocks, labels, groups, buffer = [], [], [], ScoreBuffer()
     for begin in range(0, len(users), 512):
         block_users, block_targets = users[begin:begin + 512], targets[begin:begin + 512]
-        _, cand, cand_scores = top_candidates(tower, ctx, block_users, candidates)
+        _, cand, cand_scores = top_candidates(tower, ctx, block_users, candidates, buffer)
         hit = cand == block_targets[:, None]
         keep = hit.any(axis=1) & np.isfinite(cand_scores).all(axis=1)
         if keep.any():
@@ -232,7 +242,7 @@ def fit_ranker(tower: Scorer, ctx: RankerContext, users: np.ndarray, targets: np
     ranker = lgb.LGBMRanker(objective="lambdarank", n_estimators=150, learning_rate=0.05, num_leaves=15,
                             min_child_samples=20, subsample=0.8, subsample_freq=1, colsample_bytree=0.9,
                             lambdarank_truncation_level=20, random_state=seed, deterministic=True,
-                            force_row_wise=True, n_jobs=1, verbose=-1)
+                            force_row_wise=True, n_jobs=usable_cpus(), verbose=-1)
     ranker.fit(np.concatenate(blocks), np.concatenate(labels), group=groups, feature_name=list(FEATURES))
     return ranker, stats
 
@@ -247,13 +257,15 @@ def feature_gain(ranker) -> dict[str, float]:
 
 class Reranked:
     """A scorer: the ranker's order over the tower's candidates, the tower's order below them
-    (seen videos come back at -inf; every consumer of a scorer excludes them anyway)."""
+    (seen videos come back at -inf; every consumer of a scorer excludes them anyway). Like the
+    tower's, its scores are a buffer reused by the next call."""
 
     def __init__(self, tower: Scorer, ranker, ctx: RankerContext, candidates: int = 200):
         self.tower, self.ranker, self.ctx, self.candidates = tower, ranker, ctx, candidates
+        self._buffer = ScoreBuffer()
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
-        scores, cand, cand_scores = top_candidates(self.tower, self.ctx, users, self.candidates)
+        scores, cand, cand_scores = top_candidates(self.tower, self.ctx, users, self.candidates, self._buffer)
         predicted = candidate_scores(self.ranker, self.ctx.catalog, self.ctx.histories.rows(users), cand, cand_scores)
         rows = np.arange(len(users))[:, None]
         eligible = np.isfinite(cand_scores)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.ranker import usable_cpus
+
 # LightGBM treats |x| <= 1e-35 as zero where a split sends zeros the missing values' way.
 ZERO_THRESHOLD = 1e-35
 CHUNK_ROWS = 1_000_000
@@ -71,7 +73,7 @@ class TreeContributions:
         self.trees = splits if self.shared else []
 
     def __call__(self, features: np.ndarray, threads: int | None = None) -> np.ndarray:
-        options = {} if threads is None else {"num_threads": threads}
+        options = {"num_threads": threads or usable_cpus()}
         if not self.shared or not len(features):
             return np.asarray(self.booster.predict(np.asarray(features, np.float64), pred_contrib=True, **options))
         # Chunks of rows bound the memory; each costs one LightGBM call per tree, whatever its size.
