@@ -224,7 +224,6 @@ def fit_ranker(tower: Scorer, ctx: RankerContext, users: np.ndarray, targets: np
 
     Returns (ranker or None when there is too little to learn from, fit statistics).
     """
-    import lightgbm as lgb
 
     blocks, labels, groups, buffer = [], [], [], ScoreBuffer()
     for begin in range(0, len(users), 512):
@@ -239,12 +238,20 @@ def fit_ranker(tower: Scorer, ctx: RankerContext, users: np.ndarray, targets: np
     stats = {"ranker_groups": len(groups), "ranker_users": int(len(users))}
     if len(groups) < 20:
         return None, stats
-    ranker = lgb.LGBMRanker(objective="lambdarank", n_estimators=150, learning_rate=0.05, num_leaves=15,
-                            min_child_samples=20, subsample=0.8, subsample_freq=1, colsample_bytree=0.9,
-                            lambdarank_truncation_level=20, random_state=seed, deterministic=True,
-                            force_row_wise=True, n_jobs=usable_cpus(), verbose=-1)
+    ranker = ranker_estimator(seed)
     ranker.fit(np.concatenate(blocks), np.concatenate(labels), group=groups, feature_name=list(FEATURES))
     return ranker, stats
+
+
+def ranker_estimator(seed: int, threads: int | None = None):
+    """The re-ranker, unfitted: LambdaRank over the candidates' features. `deterministic` (with
+    row-wise histograms) makes its trees the same for any thread count, so it may use every CPU."""
+    import lightgbm as lgb
+
+    return lgb.LGBMRanker(objective="lambdarank", n_estimators=150, learning_rate=0.05, num_leaves=15,
+                          min_child_samples=20, subsample=0.8, subsample_freq=1, colsample_bytree=0.9,
+                          lambdarank_truncation_level=20, random_state=seed, deterministic=True,
+                          force_row_wise=True, n_jobs=threads or usable_cpus(), verbose=-1)
 
 
 def feature_gain(ranker) -> dict[str, float]:

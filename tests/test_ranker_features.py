@@ -10,7 +10,8 @@ from scipy import sparse
 
 from models.artifact import ModelArtifact, SchemaMismatch
 from models.content import ContentStats
-from models.ranker import FEATURES, CatalogFeatures, UserHistories, next_videos, ranker_features
+from models.ranker import (FEATURES, CatalogFeatures, UserHistories, next_videos, ranker_estimator, ranker_features,
+                           ranker_predictions)
 from models.training import IndexedInteractions
 
 A, B, C, D = range(4)
@@ -77,3 +78,18 @@ def test_features_read_a_sparse_product_at_each_candidate_as_scipy_indexes_it():
         rows = np.repeat(np.arange(matrix.shape[0]), 25)
         expected = np.asarray(matrix.tocsr()[rows, candidates.ravel()]).reshape(candidates.shape)
         np.testing.assert_array_equal(_at(matrix, candidates), expected)
+
+
+def test_the_re_ranker_is_the_same_on_one_thread_and_on_two():
+    # It fits and predicts on every CPU of the process (LightGBM's default was one): the lists must
+    # not depend on the machine's core count.
+    rng = np.random.default_rng(3)
+    groups, size = 400, 50
+    features = rng.normal(size=(groups * size, len(FEATURES)))
+    labels = np.zeros(groups * size, np.int32)
+    labels[np.arange(groups) * size + rng.integers(0, size, groups)] = 1
+    features[labels == 1, :3] += 0.7
+    tower_scores = rng.normal(size=(groups, size))
+    scores = [ranker_predictions(ranker_estimator(7, threads).fit(features, labels, group=[size] * groups),
+                                 features, tower_scores, threads) for threads in (1, 2)]
+    assert np.array_equal(scores[0], scores[1])
