@@ -46,17 +46,31 @@ def _numerical(tree: dict) -> bool:
     return walk(tree["tree_structure"])
 
 
-def _goes_left(x: np.ndarray, split: _Split) -> np.ndarray:
-    """LightGBM's numerical decision (tree.h, NumericalDecision) for a column of rows."""
-    nan = np.isnan(x)
-    if split.missing != "NaN":
-        x = np.where(nan, 0.0, x)
-    left = x <= split.threshold
-    if split.missing == "Zero":
-        return np.where(np.abs(x) <= ZERO_THRESHOLD, split.default_left, left)
-    if split.missing == "NaN":
-        return np.where(nan, split.default_left, left)
-    return left
+@dataclass
+class _Columns:
+    """A chunk's feature columns as LightGBM's numerical decision (tree.h, NumericalDecision) reads
+    them, computed once per chunk rather than once per split (the re-ranker has 2,100 splits over
+    12 features): each contiguous, NaN as zero, and where NaN and (near) zero are."""
+
+    filled: np.ndarray
+    nan: np.ndarray
+    zero: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "_Columns":
+        columns = np.ascontiguousarray(features.T)
+        nan = np.isnan(columns)
+        filled = np.where(nan, 0.0, columns)
+        return cls(filled, nan, np.abs(filled) <= ZERO_THRESHOLD)
+
+    def goes_left(self, split: _Split) -> np.ndarray:
+        # A split whose missing type is NaN compares NaN as false, but then sends it its own way.
+        left = self.filled[split.feature] <= split.threshold
+        if split.missing == "Zero":
+            return np.where(self.zero[split.feature], split.default_left, left)
+        if split.missing == "NaN":
+            return np.where(self.nan[split.feature], split.default_left, left)
+        return left
 
 
 class TreeContributions:
@@ -82,10 +96,11 @@ class TreeContributions:
 
     def _shared(self, features: np.ndarray, options: dict) -> np.ndarray:
         out = np.zeros((len(features), features.shape[1] + 1))
+        columns = _Columns.of(features)
         for index, splits in enumerate(self.trees):
             way = np.zeros(len(features), np.int64)
             for bit, split in enumerate(splits):
-                way |= _goes_left(features[:, split.feature], split).astype(np.int64) << bit
+                way |= columns.goes_left(split).astype(np.int64) << bit
             ways, inverse = _distinct(way, len(splits))
             example = np.empty(len(ways), np.int64)
             example[inverse] = np.arange(len(features))   # any row of each way
