@@ -22,7 +22,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: dist cluster help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-text bench-load bench-sparse bench-privacy bench-nights show clean
+.PHONY: dist cluster help install system-deps browser-deps venv airflow-init airflow demo-data demo test test-quick bench bench-features bench-training bench-scoring bench-text bench-load bench-sparse bench-privacy bench-nights bench-seed-noise show clean
 
 help:
 	@echo "make demo   - install, generate a demo landing zone, run the DAG once, show lists"
@@ -127,6 +127,12 @@ bench-text: install
 bench-nights: install
 	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_nights --periods 8 --out $(BENCH_DIR)/nights.json
 	$(PY) -m jobs.bench.bench_nights --dataset load --periods 8 --out $(BENCH_DIR)/nights_load.json
+
+# How far apart two full retrains of the same nights are (seeds 7 and 8): the noise of bench-nights'
+# yardstick. Not part of `bench` (~20 min idle per data set).
+bench-seed-noise: install
+	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_seed_noise --out $(BENCH_DIR)/nights_seed_noise.json
+	$(PY) -m jobs.bench.bench_seed_noise --dataset load --out $(BENCH_DIR)/nights_load_seed_noise.json
 
 # MovieLens-100k nights with the privacy settings off and on, alternately, two rounds (~10 min idle).
 bench-privacy: install

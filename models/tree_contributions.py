@@ -50,7 +50,7 @@ def _numerical(tree: dict) -> bool:
 class _Columns:
     """A chunk's feature columns as LightGBM's numerical decision (tree.h, NumericalDecision) reads
     them, computed once per chunk rather than once per split (the re-ranker has 2,100 splits over
-    12 features): each contiguous, NaN as zero, and where NaN and (near) zero are."""
+    11 features): each contiguous, NaN as zero, and where NaN and (near) zero are."""
 
     filled: np.ndarray
     nan: np.ndarray
