@@ -87,13 +87,14 @@ def encode(model: TwoTower, content: np.ndarray, data: IndexedInteractions, n_us
         use_id = np.bincount(data.item, minlength=n_items) > 0
     use_id = use_id & (model_item >= 0)
     model.eval()
+    # On the model's device: the validation during a training on a GPU encodes the model there.
+    device = next(model.parameters()).device
+    on = lambda array: torch.from_numpy(array).to(device)  # noqa: E731
     with torch.inference_mode():
-        items = model.encode_items(torch.from_numpy(content), torch.from_numpy(model_item),
-                                   torch.from_numpy(use_id))
+        items = model.encode_items(on(content), on(model_item), on(use_id))
         hist_items, hist_weights = last_histories(data, n_users, model.cfg.history_len)
-        users = model.encode_users(torch.from_numpy(model_user), torch.from_numpy(hist_items),
-                                   torch.from_numpy(hist_weights), items)
-    return TowerVectors(users.numpy(), items.numpy())
+        users = model.encode_users(on(model_user), on(hist_items), on(hist_weights), items)
+    return TowerVectors(users.cpu().numpy(), items.cpu().numpy())
 
 
 def index_of(trained_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
