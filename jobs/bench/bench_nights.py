@@ -125,17 +125,25 @@ def incremental_summary(nights: list[dict], rows: dict[str, list[pd.DataFrame]])
     return summary
 
 
-def _landing(workdir: Path, args) -> Path:
-    """Both warehouses' landing zones with the whole history; the interactions file's path."""
-    for mode in MODES:
-        if args.dataset == "load":
-            command = ["jobs.datasets.make_load_data", "--users", str(args.users), "--videos", str(args.videos),
-                       "--interactions", str(args.interactions), "--media", "0"]
-        else:
-            command = ["jobs.import_dataset", "--format", "movielens-100k", "--source", str(args.source)]
-        subprocess.run([sys.executable, "-m", *command, "--warehouse", str(workdir / mode)], check=True,
-                       capture_output=True)
-    (path,) = (workdir / "auto" / "landing" / "interactions").iterdir()
+def add_history_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which history is replayed: --dataset and its size or source."""
+    parser.add_argument("--dataset", choices=("movielens-100k", "load"), default="movielens-100k")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="MovieLens-100k's directory")
+    parser.add_argument("--users", type=int, default=10_000, help="the generated platform's users (load)")
+    parser.add_argument("--videos", type=int, default=3_000, help="its videos (load)")
+    parser.add_argument("--interactions", type=int, default=100_000, help="its interactions, about (load)")
+
+
+def land_history(warehouse: Path, args) -> Path:
+    """A warehouse's landing zone with the whole history (`add_history_arguments`); the
+    interactions file's path."""
+    if args.dataset == "load":
+        command = ["jobs.datasets.make_load_data", "--users", str(args.users), "--videos", str(args.videos),
+                   "--interactions", str(args.interactions), "--media", "0"]
+    else:
+        command = ["jobs.import_dataset", "--format", "movielens-100k", "--source", str(args.source)]
+    subprocess.run([sys.executable, "-m", *command, "--warehouse", str(warehouse)], check=True, capture_output=True)
+    (path,) = (warehouse / "landing" / "interactions").iterdir()
     return path
 
 
@@ -154,11 +162,7 @@ def history(landing: Path, periods: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("movielens-100k", "load"), default="movielens-100k")
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="MovieLens-100k's directory")
-    parser.add_argument("--users", type=int, default=10_000, help="the generated platform's users (load)")
-    parser.add_argument("--videos", type=int, default=3_000, help="its videos (load)")
-    parser.add_argument("--interactions", type=int, default=100_000, help="its interactions, about (load)")
+    add_history_arguments(parser)
     parser.add_argument("--periods", type=int, default=8, help="nights (each followed by the period it is judged on)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-nights-"))
     env = {**os.environ, "VREC_EVAL_SEQUENTIAL": os.environ.get("VREC_EVAL_SEQUENTIAL", "0")}
 
-    landing = _landing(workdir, args)
+    landing = [land_history(workdir / mode, args) for mode in MODES][0]
     everything, seconds, ratings, edges = history(landing, args.periods)
 
     nights, incremental_rows = [], {mode: [] for mode in MODES}

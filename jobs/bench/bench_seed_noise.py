@@ -25,28 +25,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jobs.bench.bench_nights import DEFAULT_SOURCE, FIRST_NIGHT, compare_next_periods, history, next_period
+from jobs.bench.bench_nights import (FIRST_NIGHT, add_history_arguments, compare_next_periods, history, land_history,
+                                    next_period)
 from jobs.plumbing import config
 from jobs.plumbing.serving import production_model
 from jobs.plumbing.stage import write_json
 
 
-def _landing(warehouse: Path, args) -> None:
-    if args.dataset == "load":
-        command = ["jobs.datasets.make_load_data", "--users", str(args.users), "--videos", str(args.videos),
-                   "--interactions", str(args.interactions), "--media", "0"]
-    else:
-        command = ["jobs.import_dataset", "--format", "movielens-100k", "--source", str(args.source)]
-    subprocess.run([sys.executable, "-m", *command, "--warehouse", str(warehouse)], check=True, capture_output=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("movielens-100k", "load"), default="movielens-100k")
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="MovieLens-100k's directory")
-    parser.add_argument("--users", type=int, default=10_000, help="the generated platform's users (load)")
-    parser.add_argument("--videos", type=int, default=3_000, help="its videos (load)")
-    parser.add_argument("--interactions", type=int, default=100_000, help="its interactions, about (load)")
+    add_history_arguments(parser)
     parser.add_argument("--seeds", type=int, nargs=2, default=(config.DEFAULT_SEED, config.DEFAULT_SEED + 1))
     parser.add_argument("--periods", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
@@ -56,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "VREC_EVAL_SEQUENTIAL": "0"}
     first, second = args.seeds
     warehouses = {seed: workdir / f"seed{seed}" for seed in args.seeds}
-    for warehouse in warehouses.values():
-        _landing(warehouse, args)
-    (landing,) = (warehouses[first] / "landing" / "interactions").iterdir()
+    landing = [land_history(warehouse, args) for warehouse in warehouses.values()][0]
     whole = workdir / f"history{landing.suffix}"
     whole.write_bytes(landing.read_bytes())
     everything, seconds, ratings, edges = history(whole, args.periods)
