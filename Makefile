@@ -128,10 +128,9 @@ bench-nights: install
 	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_nights --periods 8 --out $(BENCH_DIR)/nights.json
 	$(PY) -m jobs.bench.bench_nights --dataset load --periods 8 --out $(BENCH_DIR)/nights_load.json
 
-# How far apart two full retrains of the same nights are (seeds 7 and 8): the noise of bench-nights'
-# yardstick. Not part of `bench` (~20 min idle per data set).
+# How far apart two full retrains of the same nights are (seeds 7 and 8) on the generated platform:
+# the noise of bench-nights' yardstick. Not part of `bench` (about 20 min idle).
 bench-seed-noise: install
-	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_seed_noise --out $(BENCH_DIR)/nights_seed_noise.json
 	$(PY) -m jobs.bench.bench_seed_noise --dataset load --out $(BENCH_DIR)/nights_load_seed_noise.json
 
 # MovieLens-100k nights with the privacy settings off and on, alternately, two rounds (~10 min idle).
