@@ -1,7 +1,7 @@
 """Train: fit the fused two-tower model and its re-ranker, measure them, save a versioned artifact.
 
     python -m jobs.train --warehouse DIR --run-date YYYY-MM-DD [--training-mode auto|full|incremental] \
-        [--full-refresh] [--epochs 12] [--fine-tune-epochs 2] [--batch-size N] [--seed 7]
+        [--full-refresh] [--epochs 24] [--fine-tune-epochs 2] [--batch-size N] [--seed 7]
 
 Uses `cuda` when the node has a GPU (the DAG routes this task to the `gpu` pool), CPU otherwise.
 Two modes (`choose_parent` decides under `auto`):

@@ -62,9 +62,10 @@ def test_text_only_videos_never_reach_the_media_branches():
 def test_the_first_trainings_budget_shrinks_as_the_log_grows():
     settings = FitSettings()
     small, sparse, large = (plan_fit(settings, n) for n in (98_000, 281_000, 900_000))
-    # MovieLens-100k's size keeps the full schedule; larger logs get fewer epochs and larger batches.
-    assert (small.epochs, small.patience, small.batch_size) == (12, 2, 512)
-    assert (sparse.epochs, sparse.batch_size) == (EXAMPLE_BUDGET // 281_000, 1024)
+    # MovieLens-100k's size keeps the full schedule; larger logs get fewer epochs, less patience
+    # and larger batches.
+    assert (small.epochs, small.patience, small.batch_size) == (24, 5, 512)
+    assert (sparse.epochs, sparse.patience, sparse.batch_size) == (EXAMPLE_BUDGET // 281_000, 2, 1024)
     assert (large.epochs, large.patience, large.batch_size) == (3, 1, 1024)
     assert plan_fit(settings, 5_000_000).batch_size == 2048
     assert large.validation_users == VALIDATION_USERS

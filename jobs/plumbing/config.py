@@ -77,7 +77,7 @@ DEFAULT_MIN_FEATURE_COVERAGE = float(_env("MIN_FEATURE_COVERAGE", "0.5"))
 # evaluation slice is a few percent; a broken model loses most of it.
 DEFAULT_GATE_TOLERANCE = float(_env("GATE_TOLERANCE", "0.25"))
 # Most epochs of the first training; early stopping on a validation slice usually ends it sooner.
-DEFAULT_EPOCHS = int(_env("EPOCHS", "12"))
+DEFAULT_EPOCHS = int(_env("EPOCHS", "24"))
 # Training modes (jobs.train): "full" retrains from scratch on the whole history; "incremental"
 # updates the production model with the interactions since its window (models.incremental); "auto"
 # is incremental except every VREC_FULL_RETRAIN_DAYS days and when incremental cannot apply.
