@@ -120,13 +120,14 @@ def _night(wh: config.Warehouse, run_date: str, **train_options) -> dict:
 
 @pytest.fixture(scope="module")
 def first_night(movielens, tmp_path_factory):
-    """A warehouse whose production model is a full retrain on the first 70% of the ratings."""
+    """A warehouse whose production model is a full retrain on the first 70% of the ratings (at
+    most 8 epochs: what these tests check does not need the default budget's last points)."""
     catalog, ratings = movielens
     wh = config.Warehouse.at(tmp_path_factory.mktemp("incremental") / "warehouse")
     _tables(wh, NIGHT_1, catalog, ratings.iloc[: int(0.7 * len(ratings))])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(config, "EVAL_SEQUENTIAL", "0")
-        counters = _night(wh, NIGHT_1)
+        counters = _night(wh, NIGHT_1, epochs=8)
     return wh, counters
 
 
