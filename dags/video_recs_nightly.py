@@ -156,9 +156,7 @@ with DAG(
         "training_mode": Param("auto", type="string", enum=["auto", "full", "incremental"],
                                description="full: retrain from scratch; incremental: update the production model "
                                            "with the interactions since its window; auto: incremental, but full "
-                                           "every VREC_FULL_RETRAIN_DAYS days (7), once the history doubled "
-                                           "since the last full retrain (VREC_FULL_RETRAIN_GROWTH) and when "
-                                           "incremental cannot apply"),
+                                           "every VREC_FULL_RETRAIN_DAYS days (7) and when incremental cannot apply"),
         "skip_training": Param(False, type="boolean",
                                description="Score with the production model (or model_version) instead of training"),
         # Optional (null allowed), or the trigger form would refuse to submit without a value.

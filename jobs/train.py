@@ -60,7 +60,6 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
         result = _fit_full(stats, content_matrix(items, stats), data, len(user_ids), epochs, fine_tune_epochs,
                            batch_size, seed, log)
         lineage = {"training_mode": "full", "parent_version": None, "full_trained_on": run_date,
-                   "full_interactions": len(data),
                    "evaluation_protocol": "leave_last_out",
                    "window": _window(float(data.ts.min()), float(data.ts.max()))}
     else:
@@ -72,8 +71,7 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
                                        batch_size=batch_size or IncrementalSettings.batch_size)
         result = fit_incremental(parent, content_matrix(items, stats), data, video_ids, user_ids, settings, log=log)
         lineage = {"training_mode": "incremental", "parent_version": parent.version,
-                   "full_trained_on": parent.metadata["full_trained_on"],
-                   "full_interactions": parent.metadata.get("full_interactions"), "evaluation_protocol": "after_cutoff",
+                   "full_trained_on": parent.metadata["full_trained_on"], "evaluation_protocol": "after_cutoff",
                    "window": _window(result.training["window_start"], result.training["window_end"]),
                    "exam_cutoff": result.training["exam_cutoff"]}
     lineage["mode_reason"] = why
@@ -125,9 +123,8 @@ def choose_parent(wh: config.Warehouse, run_date: str, mode: str, full_refresh: 
     """(the production model to train from, or None for a full retrain; why). Incremental needs
     a production model trained with today's feature schema and model configuration, that recorded
     its window, from which no user was erased since, with interactions newer than its window;
-    `auto` also retrains fully every VREC_FULL_RETRAIN_DAYS days and once the history holds
-    VREC_FULL_RETRAIN_GROWTH times the interactions the last full retrain learnt. A requested
-    incremental night that cannot be one fails, saying why; `auto` also retrains fully when fewer than
+    `auto` also retrains fully every VREC_FULL_RETRAIN_DAYS days. A requested incremental night
+    that cannot be one fails, saying why; `auto` also retrains fully when fewer than
     VREC_EVAL_MIN_USERS users could sit the incremental model's exam."""
     if mode == "full":
         return None, "training_mode=full"
@@ -141,13 +138,6 @@ def choose_parent(wh: config.Warehouse, run_date: str, mode: str, full_refresh: 
         if since >= config.DEFAULT_FULL_RETRAIN_DAYS:
             return None, (f"the last full retrain was {since} days ago "
                           f"(VREC_FULL_RETRAIN_DAYS={config.DEFAULT_FULL_RETRAIN_DAYS:g})")
-        # Warm-starting from a lineage whose full retrain saw a fraction of today's history (half,
-        # by default) is a poor start: much of the log and its users are new to its layers.
-        learnt = parent.metadata.get("full_interactions")
-        if learnt and len(data) >= config.DEFAULT_FULL_RETRAIN_GROWTH * learnt:
-            return None, (f"the history holds {len(data)} interactions, {len(data) / learnt:.2f}x the {learnt} "
-                          f"its last full retrain learnt (VREC_FULL_RETRAIN_GROWTH="
-                          f"{config.DEFAULT_FULL_RETRAIN_GROWTH:g})")
         # Too small an exam would let noise decide the gate: a full night is measured on every user.
         users = exam_users(data, exam_cutoff(data, parent.metadata["window"]["end"], config.DEFAULT_EVAL_DAYS,
                                              config.DEFAULT_EVAL_MIN_USERS))
@@ -218,9 +208,8 @@ def add_training_mode_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--training-mode", choices=config.TRAINING_MODES, default=config.DEFAULT_TRAINING_MODE,
                         help="full: retrain from scratch; incremental: update the production model with the "
                              "interactions since its window; auto (default, or $VREC_TRAINING_MODE): "
-                             "incremental, but full every $VREC_FULL_RETRAIN_DAYS days (7), once the history "
-                             "holds $VREC_FULL_RETRAIN_GROWTH times (2) what the last full retrain learnt, and "
-                             "whenever incremental cannot apply")
+                             "incremental, but full every $VREC_FULL_RETRAIN_DAYS days (7) and whenever "
+                             "incremental cannot apply")
 
 
 if __name__ == "__main__":

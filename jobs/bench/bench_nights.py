@@ -10,8 +10,7 @@ The history: MovieLens-100k's ratings (`--source`), or the load benchmark's gene
 length. Night k (run date 2026-11-20 + k - 1 days) sees the interactions of the first k periods. Two
 warehouses replay the same nights with the real stages (`python -m jobs.run_nightly`, each night a
 process of its own, SASRec off): one with `--training-mode auto` (incremental, full every
-VREC_FULL_RETRAIN_DAYS and once the history doubled since the last full retrain), one with
-`--training-mode full`. Per night it records the train stage's
+VREC_FULL_RETRAIN_DAYS), one with `--training-mode full`. Per night it records the train stage's
 and the whole night's seconds, the mode auto chose, the gate's decision, and the next-period
 NDCG@10 and HR@10 of the model serving after each night (tonight's, or production's when the gate
 stopped tonight's, which is then measured too): every new video, in the following period, of the
@@ -216,9 +215,8 @@ def main(argv: list[str] | None = None) -> int:
               **({"size": {"users": args.users, "videos": args.videos, "interactions": args.interactions}}
                  if args.dataset == "load" else {}),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-              "settings": {"full_retrain_days": config.DEFAULT_FULL_RETRAIN_DAYS,
-                           "full_retrain_growth": config.DEFAULT_FULL_RETRAIN_GROWTH,
-                           "eval_days": config.DEFAULT_EVAL_DAYS, "eval_min_users": config.DEFAULT_EVAL_MIN_USERS}}
+              "settings": {"full_retrain_days": config.DEFAULT_FULL_RETRAIN_DAYS, "eval_days": config.DEFAULT_EVAL_DAYS,
+                           "eval_min_users": config.DEFAULT_EVAL_MIN_USERS}}
     if args.out:
         write_json(args.out, result)
     return 0

@@ -80,13 +80,10 @@ DEFAULT_GATE_TOLERANCE = float(_env("GATE_TOLERANCE", "0.25"))
 DEFAULT_EPOCHS = int(_env("EPOCHS", "24"))
 # Training modes (jobs.train): "full" retrains from scratch on the whole history; "incremental"
 # updates the production model with the interactions since its window (models.incremental); "auto"
-# is incremental except every VREC_FULL_RETRAIN_DAYS days, once the history holds
-# VREC_FULL_RETRAIN_GROWTH times the interactions the last full retrain learnt ("inf": never), and
-# when incremental cannot apply.
+# is incremental except every VREC_FULL_RETRAIN_DAYS days and when incremental cannot apply.
 TRAINING_MODES = ("auto", "full", "incremental")
 DEFAULT_TRAINING_MODE = _env("TRAINING_MODE", "auto") or "auto"
 DEFAULT_FULL_RETRAIN_DAYS = float(_env("FULL_RETRAIN_DAYS", "7"))
-DEFAULT_FULL_RETRAIN_GROWTH = float(_env("FULL_RETRAIN_GROWTH", "2"))
 # An incremental night's exam: the interactions of the newest VREC_EVAL_DAYS days (earlier when
 # fewer than VREC_EVAL_MIN_USERS users have one), which the model of the night does not train on.
 DEFAULT_EVAL_DAYS = float(_env("EVAL_DAYS", "1"))
