@@ -30,3 +30,24 @@ def test_per_user_draws_a_sparse_log_with_every_user_inside_the_bounds(tmp_path)
     # Duplicates of a user and video are dropped, so a user can fall just below LOW, never above HIGH.
     assert per_user.max() <= 15 and per_user.min() >= 2 and (per_user >= 3).mean() > 0.95
     assert 7 < per_user.mean() < 11
+
+
+def test_the_sparse_movielens_log_keeps_each_users_newest_ratings(shared_data, tmp_path):
+    from jobs.bench.bench_load import keep_newest
+    from jobs.import_dataset import main as import_dataset
+    from jobs.plumbing.config import Warehouse
+
+    assert import_dataset(["--format", "movielens-100k", "--source", str(shared_data / "movielens-100k"),
+                           "--warehouse", str(tmp_path)]) == 0
+    (path,) = (tmp_path / "landing/interactions").iterdir()
+    whole = pd.read_parquet(path)
+    sizes = keep_newest(Warehouse.at(str(tmp_path)), 3, 15)
+    kept = pd.read_parquet(path)
+    per_user = kept.groupby("user_id").size()
+    # Every MovieLens user has at least 20 ratings, so each keeps between 3 and 15, all of them newer
+    # than (or as new as) every rating left out.
+    assert sizes == {"users": 943, "videos_watched": kept["video_id"].nunique(), "interactions": len(kept)}
+    assert len(per_user) == 943 and per_user.between(3, 15).all() and 8 < per_user.mean() < 10
+    dropped = whole.merge(kept, how="left", indicator=True).query("_merge == 'left_only'")
+    older, newest = dropped.groupby("user_id")["ts"].max(), kept.groupby("user_id")["ts"].min()
+    assert len(older) == 943 and (older <= newest.loc[older.index]).all()

@@ -1,7 +1,7 @@
 """Load benchmark: generate a platform-sized landing zone and run every nightly stage on it.
 
     python -m jobs.bench.bench_load --warehouse DIR [--videos 50000] [--users 200000] \
-        [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--out FILE] \
+        [--interactions 1000000 | --per-user LOW HIGH] [--media 300] [--movielens DIR] [--out FILE] \
         [--second-night] [--score-engines local spark] [--master URL] [--score-only]
 
 Each stage runs as `python -m jobs.<stage>`, the command the DAG's tasks run, in its own process.
@@ -20,6 +20,11 @@ the day before `--run-date` with the newest two days of interactions held back (
 model exists yet), then the night itself on all of them, whose `auto` training is incremental: it
 trains on the older of the two new days and is examined on the newest (`VREC_EVAL_DAYS`), as every
 incremental night after the first. Both nights are reported.
+
+`--movielens DIR` lands MovieLens-100k from DIR instead (`jobs.import_dataset`, timed as the
+`import` step) and, with `--per-user LOW HIGH`, keeps each user's newest LOW to HIGH ratings
+(drawn uniformly per user, seeded): the real-data sparse log of `make bench-sparse`. Its videos
+have titles and genres and no media; there is no generator, so no Bayes-optimal ranking.
 
 `--score-engines local spark` runs the score stage once per engine, each timed the same way, and
 checks that they wrote the same lists (same users, same videos in the same order, scores within
@@ -47,7 +52,7 @@ from pathlib import Path
 
 import psutil
 
-from jobs.plumbing.config import TS, Warehouse
+from jobs.plumbing.config import TS, USER_ID, VIDEO_ID, Warehouse
 from jobs.plumbing.evaluation_report import is_diagnostic
 from jobs.plumbing.dist import build_archive
 from jobs.plumbing.stage import read_counters, write_json
@@ -166,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media", type=int, default=300)
     parser.add_argument("--per-user", type=int, nargs=2, metavar=("LOW", "HIGH"),
                         help="each user draws LOW to HIGH interactions instead of --interactions")
+    parser.add_argument("--movielens", type=Path, metavar="DIR",
+                        help="land MovieLens-100k from DIR instead of generating (with --per-user: each user's "
+                             "newest LOW to HIGH ratings)")
     parser.add_argument("--sequential-baseline", action="store_true",
                         help="after the night, evaluate again with SASRec forced on (timed apart)")
     parser.add_argument("--second-night", action="store_true",
@@ -181,18 +189,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.score_only:
         return score_only(args)
-    generate = [sys.executable, "-m", "jobs.datasets.make_load_data", "--warehouse", str(args.warehouse),
-                "--videos", str(args.videos), "--users", str(args.users),
-                "--interactions", str(args.interactions), "--media", str(args.media),
-                "--run-date", args.run_date, *(["--per-user", *map(str, args.per_user)] if args.per_user else [])]
+    if args.per_user and not 1 <= args.per_user[0] <= args.per_user[1]:
+        parser.error("--per-user needs 1 <= LOW <= HIGH")
+    if args.movielens and args.second_night:
+        parser.error("--second-night holds back days of a generated log; MovieLens-100k's nights are in bench_nights")
     print("| step | seconds | peak RSS GiB |\n|---|---|---|", flush=True)
-    generated = run_measured(generate)
-    print_stage("generate", generated)
-    results: dict = {"sizes": {k: getattr(args, k) for k in ("videos", "users", "interactions", "media", "per_user")},
-                     "machine": machine(), "completed": False}
-    if generated["exit_code"] != 0:
-        print(f"error: generate failed: {generated['last_line']}", file=sys.stderr)
-        results["stages"] = {"generate": generated}
+    if args.movielens:
+        step = "import"
+        landed = run_measured([sys.executable, "-m", "jobs.import_dataset", "--format", "movielens-100k",
+                               "--source", str(args.movielens), "--warehouse", str(args.warehouse)])
+        sizes = {"dataset": "movielens-100k", "per_user": args.per_user}
+        if landed["exit_code"] == 0 and args.per_user:
+            sizes.update(keep_newest(Warehouse.at(str(args.warehouse)), *args.per_user))
+    else:
+        step = "generate"
+        landed = run_measured([sys.executable, "-m", "jobs.datasets.make_load_data", "--warehouse", str(args.warehouse),
+                               "--videos", str(args.videos), "--users", str(args.users),
+                               "--interactions", str(args.interactions), "--media", str(args.media),
+                               "--run-date", args.run_date,
+                               *(["--per-user", *map(str, args.per_user)] if args.per_user else [])])
+        sizes = {k: getattr(args, k) for k in ("videos", "users", "interactions", "media", "per_user")}
+    print_stage(step, landed)
+    results: dict = {"sizes": sizes, "machine": machine(), "completed": False}
+    if landed["exit_code"] != 0:
+        print(f"error: {step} failed: {landed['last_line']}", file=sys.stderr)
+        results["stages"] = {step: landed}
     else:
         wh = Warehouse.at(str(args.warehouse))
         if args.second_night:
@@ -203,10 +224,33 @@ def main(argv: list[str] | None = None) -> int:
                 return finish(args, results)
             print(f"the night of {args.run_date}, with the newest {SECOND_NIGHT_DAYS} days", flush=True)
         results.update(run_night(args, args.run_date))
-        results["stages"] = {"generate": generated, **results["stages"]}
-        if results["completed"] and results["evaluation_protocol"] == "leave_last_out":
+        results["stages"] = {step: landed, **results["stages"]}
+        if results["completed"] and results["evaluation_protocol"] == "leave_last_out" and not args.movielens:
             results["quality"]["bayes_optimal"] = bayes_optimal(wh, args, results["quality"])
     return finish(args, results)
+
+
+def newest_per_user(frame, low: int, high: int, seed: int = 7):
+    """Each user's newest k rows of `frame` (by time, then video id), k drawn uniformly from LOW to
+    HIGH for each user (seeded); a user with fewer keeps them all."""
+    import numpy as np
+
+    frame = frame.sort_values([USER_ID, TS, VIDEO_ID], kind="stable")
+    users, user_index = np.unique(frame[USER_ID].to_numpy(), return_inverse=True)
+    keep = np.random.default_rng(seed).integers(low, high + 1, len(users))[user_index]
+    newest_first = frame.groupby(USER_ID, sort=False).cumcount(ascending=False).to_numpy()
+    return frame[newest_first < keep].reset_index(drop=True)
+
+
+def keep_newest(wh: Warehouse, low: int, high: int) -> dict:
+    """`newest_per_user` applied to the landing zone's interactions file, in place; the sizes left."""
+    import pandas as pd
+
+    (path,) = wh.landing_interactions.iterdir()
+    kept = newest_per_user(pd.read_parquet(path), low, high)
+    kept.to_parquet(path, index=False)
+    return {"users": int(kept[USER_ID].nunique()), "videos_watched": int(kept[VIDEO_ID].nunique()),
+            "interactions": len(kept)}
 
 
 @contextmanager
