@@ -154,7 +154,7 @@ bench-load: install
 # The first night on a sparse, short-video-shaped log: 20,000 videos (300 with a clip, the rest
 # text-only), 40,000 users with 3 to 15 interactions each; per-stage time and memory, and held-out
 # NDCG@10/HR@10 of the published model against the tuned baselines, and SASRec evaluated after
-# the night (it is skipped in a night of this size), timed apart, on two threads (over an hour: SASRec at this size).
+# the night (it is skipped in a night of this size), timed apart, on two threads: over an hour.
 # Then the same on real data: MovieLens-100k cut to each user's newest 3 to 15 ratings (~3 min).
 SPARSE_WAREHOUSE ?= /tmp/vrec-sparse-bench
 bench-sparse: install
