@@ -19,6 +19,13 @@ epochs; with one, MovieLens-100k's tower lost 10% of its NDCG@10). The first tra
 follows the data (`plan_fit`): its most epochs shrink as the log grows (a large log reaches its
 best validation score in a few epochs, and every further epoch costs minutes), batches grow with
 it, and early stopping measures a sample of users rather than all of them.
+
+Each training ends on averaged weights (`models.training`): the first on the greedy soup of its
+`soup` best epochs, chosen on the same validation slice as its early stopping, and each fine-tuning
+on the mean of its starting weights and its epochs'. On MovieLens-100k this raised the published
+tower's held-out NDCG@10 from 0.1310 / 0.1297 (seeds 7 / 8) to 0.1403 / 0.1366. The soup alone,
+fine-tuned as before, kept none of its gain (0.1303 / 0.1275): two epochs of fresh Adam steps
+leave the averaged point.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class FitSettings:
     epochs: int = 24            # at most: early stopping and the data's budget (plan_fit) end sooner
     patience: int = 5           # at most: plan_fit waits less on larger logs
     fine_tune_epochs: int = 2
+    soup: int = 4                   # the first training's best epochs tried in its weight soup (1: the best alone)
+    average_fine_tunes: bool = True  # each fine-tuning returns the mean of its start and its epochs
     batch_size: int | None = None   # None: grows with the data (plan_fit)
     candidates: int = 200
     max_eval_users: int | None = None   # None: every user
@@ -164,6 +173,7 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
     if refresh is None:
         refresh = 0 if n_items <= EXACT_HISTORY_MAX_ITEMS else 100
     common = dict(batch_size=plan.batch_size, seed=settings.seed, history_refresh_steps=refresh, log=log)
+    fine_tune = dict(epochs=settings.fine_tune_epochs, average_with_init=settings.average_fine_tunes, **common)
 
     log(f"tower on {len(ranker_slice.train)} interactions (all but each user's last two): at most "
         f"{plan.epochs} epochs, patience {plan.patience}, batches of {plan.batch_size}")
@@ -176,15 +186,14 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
 
     tower, first = train_two_tower(content, ranker_slice.train, n_users, epochs=plan.epochs,
                                    cfg_overrides=settings.cfg_overrides, validate=validate,
-                                   patience=plan.patience, **common)
+                                   patience=plan.patience, soup=settings.soup, **common)
     ranker, ranker_stats = fit_ranker(encode(tower, content, ranker_slice.train, n_users),
                                       ranker_context(ranker_slice.train, content, n_users),
                                       ranker_slice.users, ranker_slice.items,
                                       candidates=settings.candidates, seed=settings.seed)
 
     log(f"fine-tuning on {len(evaluation_slice.train)} interactions, evaluating on {len(evaluation_slice.users)}")
-    tower, second = train_two_tower(content, evaluation_slice.train, n_users,
-                                    epochs=settings.fine_tune_epochs, init=tower, **common)
+    tower, second = train_two_tower(content, evaluation_slice.train, n_users, init=tower, **fine_tune)
     vectors = encode(tower, content, evaluation_slice.train, n_users)
     evaluation = {"two_tower": evaluate(vectors, evaluation_slice, n_users, n_items)}
     ranker_gain = feature_gain(ranker)
@@ -205,7 +214,7 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
             f"without {m} NDCG@10 {a['ndcg@10']:.4f}" if "ndcg@10" in a else f"no {m}" for m, a in ablation.items()))
 
     log(f"fine-tuning on all {len(data)} interactions for the published lists")
-    tower, third = train_two_tower(content, data, n_users, epochs=settings.fine_tune_epochs, init=tower, **common)
+    tower, third = train_two_tower(content, data, n_users, init=tower, **fine_tune)
     seconds = first["train_seconds"] + second["train_seconds"] + third["train_seconds"]
     examples = (len(ranker_slice.train) * first["epochs"]
                 + (len(evaluation_slice.train) + len(data)) * settings.fine_tune_epochs)
@@ -213,6 +222,8 @@ def fit_and_evaluate(content: np.ndarray, data: IndexedInteractions, n_users: in
                 "examples_per_second": round(examples / max(seconds, 1e-9), 1),
                 "epochs": first["epochs"], "best_epoch": first.get("best_epoch"),
                 "validation_ndcg@10": first.get("validation"), "fine_tune_epochs": settings.fine_tune_epochs,
+                "soup_epochs": first.get("soup_epochs", 1), "soup_validation_ndcg@10": first.get("soup_validation"),
+                "averaged_fine_tunes": settings.average_fine_tunes,
                 "epoch_losses": first["epoch_losses"] + second["epoch_losses"] + third["epoch_losses"],
                 "train_examples": len(data), "ranker_used": ranker is not None,
                 "max_epochs": plan.epochs, "patience": plan.patience, "batch_size": plan.batch_size,

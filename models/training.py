@@ -4,6 +4,12 @@ Each interaction is one example: the user's earlier videos (up to `history_len`)
 watched next. The other targets of the batch are the negatives; since popular videos turn up as
 negatives more often, their logits get log(popularity) subtracted (logQ correction). Seeded and
 deterministic on CPU; the same code runs on `cuda`, with mixed precision, when a GPU is present.
+
+Weight averaging: a training with early stopping can return a greedy "soup" of its best epochs
+(Wortsman et al., "Model soups", ICML 2022: the best epoch's weights, then each next-best epoch's
+added to the average if the validation score does not drop), and a fine-tuning can return the
+average of its starting weights and each epoch's (as stochastic weight averaging does). Epochs of
+one run lie in one basin, so their average is a model of its own, flatter than any of them.
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                     cfg_overrides: dict | None = None, device: torch.device | None = None,
                     init: TwoTower | None = None, validate: Callable[[TwoTower], float] | None = None,
                     patience: int = 2, history_refresh_steps: int = 0, examples: np.ndarray | None = None,
-                    log=print) -> tuple[TwoTower, dict]:
+                    soup: int = 0, average_with_init: bool = False, log=print) -> tuple[TwoTower, dict]:
     """Fit the model on all of `data`; returns the model (on CPU, eval mode) and training metrics.
 
     With `examples` (indices into `data`), only those interactions are training examples; the
@@ -96,7 +102,9 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
 
     With `init`, training continues from a copy of that model (fine-tuning on newer data). With
     `validate` (model -> score, higher is better), training stops once `patience` epochs in a row
-    have not improved the score, and the best epoch's weights are kept.
+    have not improved the score, and the best epoch's weights are kept; with `soup` > 1 as well,
+    the greedy soup of the `soup` best epochs' weights (`greedy_soup`). With `init` and
+    `average_with_init`, the average of the starting weights and each epoch's weights.
     """
     device = device or pick_device()
     # Embedding and gather backward passes add gradients in thread order on CPU unless told not to;
@@ -131,6 +139,8 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
 
     started = time.perf_counter()
     epoch_losses, scores, best_state = [], [], None
+    averaged = [_weights(model)] if average_with_init and init is not None else []
+    kept_epochs: list[tuple[float, dict]] = []   # (validation score, weights) of the best `soup` epochs
     step, history_table = 0, None
     try:
         for epoch in range(epochs):
@@ -162,14 +172,24 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                 line += f", validation {scores[-1]:.4f}"
                 if scores[-1] >= max(scores):
                     best_state = copy.deepcopy(model.state_dict())
+                if soup > 1:
+                    kept_epochs = sorted([*kept_epochs, (scores[-1], _weights(model))], key=lambda kept: -kept[0])[:soup]
+            if averaged:
+                averaged.append(_weights(model))
             log(line)
             if scores and len(scores) - 1 - int(np.argmax(scores)) >= patience:
                 break
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
-    seconds = time.perf_counter() - started
+    averaging = {}
     if best_state is not None:
         model.load_state_dict(best_state)
+        if len(kept_epochs) > 1:
+            averaging = greedy_soup(model, kept_epochs, validate, log)
+    elif len(averaged) > 1:
+        model.load_state_dict(_mean(averaged))
+        averaging = {"averaged_weights": len(averaged)}
+    seconds = time.perf_counter() - started
     model.eval()
     ran = len(epoch_losses)
     metrics = {"epochs": ran, "train_examples": n_examples, "train_seconds": round(seconds, 3),
@@ -177,7 +197,32 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                "epoch_losses": [round(x, 5) for x in epoch_losses], "device": device.type}
     if scores:
         metrics.update(best_epoch=int(np.argmax(scores)) + 1, validation=[round(x, 5) for x in scores])
-    return model.cpu(), metrics
+    return model.cpu(), {**metrics, **averaging}
+
+
+def _weights(model: TwoTower) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def _mean(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: torch.stack([state[name] for state in states]).mean(dim=0) for name in states[0]}
+
+
+def greedy_soup(model: TwoTower, epochs: list[tuple[float, dict]], validate: Callable[[TwoTower], float],
+                log=print) -> dict:
+    """Load into `model` the greedy soup of `epochs` ((validation score, weights), best first): the
+    best epoch's weights, then each next one's joined to the average when the average's validation
+    score stays at least the best so far. Returns the soup's size and validation score."""
+    soup, best = [epochs[0][1]], epochs[0][0]
+    for _, weights in epochs[1:]:
+        model.load_state_dict(_mean([*soup, weights]))
+        model.eval()
+        score = validate(model)
+        log(f"soup of {len(soup) + 1} epochs: validation {score:.4f} (best so far {best:.4f})")
+        if score >= best:
+            soup, best = [*soup, weights], score
+    model.load_state_dict(_mean(soup))
+    return {"soup_epochs": len(soup), "soup_validation": round(best, 5)}
 
 
 def _optimizers(model: TwoTower, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
