@@ -52,8 +52,9 @@ class IncrementalSettings:
     batch_size: int = 512
     seed: int = 7
     # Return the mean of the production weights and each epoch's, as a full night's fine-tunings do
-    # (models.fit): with it, MovieLens-100k's full retrains gained and the plain incremental nights
-    # fell behind them (see README, "Simulated nights").
+    # (models.fit). Without it, once the full retrains were averaged, MovieLens-100k's incremental
+    # nights fell behind them: 0.942 of their next-period NDCG@10 pooled, 0.994 with it (README,
+    # "Simulated nights").
     average_with_init: bool = True
 
 
