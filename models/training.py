@@ -171,7 +171,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                 scores.append(validate(model))
                 line += f", validation {scores[-1]:.4f}"
                 if scores[-1] >= max(scores):
-                    best_state = copy.deepcopy(model.state_dict())
+                    best_state = _weights(model)
                 if soup > 1:
                     kept_epochs = sorted([*kept_epochs, (scores[-1], _weights(model))], key=lambda kept: -kept[0])[:soup]
             if averaged:
