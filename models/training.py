@@ -9,7 +9,14 @@ Weight averaging: a training with early stopping can return a greedy "soup" of i
 (Wortsman et al., "Model soups", ICML 2022: the best epoch's weights, then each next-best epoch's
 added to the average if the validation score does not drop), and a fine-tuning can return the
 average of its starting weights and each epoch's (as stochastic weight averaging does). Epochs of
-one run lie in one basin, so their average is a model of its own, flatter than any of them.
+one run near its best lie in one basin, so their average is a model of its own, flatter than any of
+them. Not every epoch of a run does: on a small log the loss can fall steeply after the best epoch
+(the ID tables start memorising) and the soup then mixes two regimes. So only epochs whose training
+loss is within SOUP_LOSS_TOLERANCE of the best epoch's go into the soup. On the generated
+platform's first simulated night (5,828 interactions) the best epoch (4, loss 6.48) and epoch 9
+(loss 3.83) made a soup with a higher validation score on about 700 users (0.0702 against 0.0656)
+whose published model scored 0.098 on the next period, against 0.145 for the best epoch alone; on
+MovieLens-100k the four best epochs' losses lie within 2.2% of each other, and their soup is kept.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ import torch
 from torch.nn import functional as F
 
 from models.two_tower import TowerConfig, TwoTower
+
+# How far (relative) an epoch's training loss may be from the best epoch's to join its soup.
+SOUP_LOSS_TOLERANCE = 0.05
 
 
 @dataclass
@@ -140,7 +150,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     started = time.perf_counter()
     epoch_losses, scores, best_state = [], [], None
     averaged = [_weights(model)] if average_with_init and init is not None else []
-    kept_epochs: list[tuple[float, dict]] = []   # (validation score, weights) of the best `soup` epochs
+    kept_epochs: list[tuple[float, dict, float]] = []   # (validation score, weights, loss) of the best `soup` epochs
     step, history_table = 0, None
     try:
         for epoch in range(epochs):
@@ -173,7 +183,8 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
                 if scores[-1] >= max(scores):
                     best_state = _weights(model)
                 if soup > 1:
-                    kept_epochs = sorted([*kept_epochs, (scores[-1], _weights(model))], key=lambda kept: -kept[0])[:soup]
+                    kept_epochs = sorted([*kept_epochs, (scores[-1], _weights(model), epoch_losses[-1])],
+                                         key=lambda kept: -kept[0])[:soup]
             if averaged:
                 averaged.append(_weights(model))
             log(line)
@@ -184,8 +195,12 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     averaging = {}
     if best_state is not None:
         model.load_state_dict(best_state)
-        if len(kept_epochs) > 1:
-            averaging = greedy_soup(model, kept_epochs, validate, log)
+        # Only epochs whose training loss is near the best one's (SOUP_LOSS_TOLERANCE).
+        best_loss = kept_epochs[0][2] if kept_epochs else 0.0
+        nearby = [(score, weights) for score, weights, loss in kept_epochs
+                  if abs(loss - best_loss) <= SOUP_LOSS_TOLERANCE * best_loss]
+        if len(nearby) > 1:
+            averaging = greedy_soup(model, nearby, validate, log)
     elif len(averaged) > 1:
         model.load_state_dict(_mean(averaged))
         averaging = {"averaged_weights": len(averaged)}
