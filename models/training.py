@@ -195,12 +195,9 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     averaging = {}
     if best_state is not None:
         model.load_state_dict(best_state)
-        # Only epochs whose training loss is near the best one's (SOUP_LOSS_TOLERANCE).
-        best_loss = kept_epochs[0][2] if kept_epochs else 0.0
-        nearby = [(score, weights) for score, weights, loss in kept_epochs
-                  if abs(loss - best_loss) <= SOUP_LOSS_TOLERANCE * best_loss]
-        if len(nearby) > 1:
-            averaging = greedy_soup(model, nearby, validate, log)
+        ingredients = soup_ingredients(kept_epochs)
+        if len(ingredients) > 1:
+            averaging = greedy_soup(model, ingredients, validate, log)
     elif len(averaged) > 1:
         model.load_state_dict(_mean(averaged))
         averaging = {"averaged_weights": len(averaged)}
@@ -221,6 +218,16 @@ def _weights(model: TwoTower) -> dict[str, torch.Tensor]:
 
 def _mean(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {name: torch.stack([state[name] for state in states]).mean(dim=0) for name in states[0]}
+
+
+def soup_ingredients(epochs: list[tuple[float, dict, float]],
+                     tolerance: float = SOUP_LOSS_TOLERANCE) -> list[tuple[float, dict]]:
+    """The (validation score, weights) of `epochs` ((score, weights, training loss), best first)
+    whose training loss is within `tolerance` (relative) of the best epoch's."""
+    if not epochs:
+        return []
+    best_loss = epochs[0][2]
+    return [(score, weights) for score, weights, loss in epochs if abs(loss - best_loss) <= tolerance * abs(best_loss)]
 
 
 def greedy_soup(model: TwoTower, epochs: list[tuple[float, dict]], validate: Callable[[TwoTower], float],

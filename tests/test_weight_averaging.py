@@ -1,5 +1,6 @@
-"""Weight averaging: the first training's greedy soup of its best epochs, and fine-tunings that
-return the mean of their starting weights and their epochs'."""
+"""Weight averaging: the first training's greedy soup of its best epochs (only those near the best
+epoch's training loss), and fine-tunings that return the mean of their starting weights and their
+epochs' when early stopping ended the first training."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 
 from models.evaluation import evaluate, leave_last_out
 from models.scoring import encode
-from models.training import train_two_tower
+from models.fit import FitSettings, fit_and_evaluate
+from models.training import soup_ingredients, train_two_tower
 from tests.test_sequential_tower import chained_sessions
 
 QUIET = dict(log=lambda line: None)
@@ -53,3 +55,27 @@ def test_an_averaged_fine_tuning_returns_the_mean_of_its_start_and_its_epochs():
     assert not torch.equal(before["item_id.weight"], plain.state_dict()["item_id.weight"])
     # The starting model itself is left as it was.
     assert all(torch.equal(weight, before[name]) for name, weight in start.state_dict().items())
+
+
+def test_the_soup_leaves_out_epochs_far_from_the_best_epochs_training_loss():
+    # A small log's best epoch (loss 6.48) and a later one after the loss fell steeply (3.83): the
+    # generated platform's first simulated night, where their soup scored well on validation and
+    # badly on the next period.
+    best, near, far = {"w": 1}, {"w": 2}, {"w": 3}
+    kept = [(0.0656, best, 6.48), (0.0577, far, 3.83), (0.0492, near, 6.41)]
+    assert soup_ingredients(kept) == [(0.0656, best), (0.0492, near)]
+    assert soup_ingredients(kept, tolerance=1.0) == [(0.0656, best), (0.0577, far), (0.0492, near)]
+    assert soup_ingredients([]) == []
+
+
+def test_fine_tunings_are_averaged_only_after_early_stopping():
+    data, n_users, n_items = chained_sessions(n_users=200, n_items=40, steps=12)
+    content = np.random.default_rng(0).normal(size=(n_items, 8)).astype(np.float32)
+    # Two epochs: the budget ends the first training, which was still improving.
+    budget = fit_and_evaluate(content, data, n_users, FitSettings(epochs=2), **QUIET).training
+    assert budget["epochs"] == budget["max_epochs"] == 2
+    assert budget["averaged_fine_tunes"] is False
+    # Early stopping ends it: its start is near its best, and the fine-tunings average with it.
+    stopped = fit_and_evaluate(content, data, n_users, FitSettings(epochs=24, patience=2), **QUIET).training
+    assert stopped["epochs"] < stopped["max_epochs"]
+    assert stopped["averaged_fine_tunes"] is True
