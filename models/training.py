@@ -12,12 +12,12 @@ average of its starting weights and each epoch's (as stochastic weight averaging
 one run near its best lie in one basin, so their average is a model of its own, flatter than any of
 them. Not every epoch of a run does: on a small log the training loss can fall steeply after the
 best epoch while the validation score does not follow, and a soup across that fall mixes two
-regimes. So only epochs whose training
-loss is within SOUP_LOSS_TOLERANCE of the best epoch's go into the soup. On the generated
-platform's first simulated night (5,828 interactions) the best epoch (4, loss 6.48) and epoch 9
-(loss 3.83) made a soup with a higher validation score (0.0702 against 0.0656) whose published
-model scored 0.098 on the next period, against 0.145 for the best epoch alone; on MovieLens-100k
-the four best epochs' losses lie within 2.2% of each other, and their soup is kept.
+regimes. So only epochs whose training loss is within SOUP_LOSS_TOLERANCE of the best epoch's go
+into the soup. On the generated platform's first simulated night (5,828 interactions) the best
+epoch (4, loss 6.48) and epoch 9 (loss 3.83) made a soup with a higher validation score (0.0702
+against 0.0656) whose published model scored 0.098 on the next period, against 0.145 for the best
+epoch alone; on MovieLens-100k the four best epochs' losses lie within 2.2% of each other, and
+their soup is kept.
 """
 
 from __future__ import annotations
