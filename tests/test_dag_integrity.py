@@ -42,8 +42,9 @@ print(json.dumps({
 
 
 def _probe(path: Path, **env: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE, str(path), ",".join(HEAVY)], capture_output=True,
-                          text=True, env=project_env(AIRFLOW_HOME=tempfile.mkdtemp(prefix="airflow-parse-"), **env))
+    with tempfile.TemporaryDirectory(prefix="airflow-parse-") as airflow_home:
+        done = subprocess.run([sys.executable, "-c", PROBE, str(path), ",".join(HEAVY)], capture_output=True,
+                              text=True, env=project_env(AIRFLOW_HOME=airflow_home, **env))
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

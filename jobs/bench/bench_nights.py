@@ -2,12 +2,14 @@
 
     python -m jobs.bench.bench_nights [--dataset movielens-100k|load] [--source ../shared/data/movielens-100k]
                                       [--users 10000] [--videos 3000] [--interactions 100000]
-                                      [--periods 8] [--workdir DIR] [--out docs/bench/nights.json]
+                                      [--periods 8] [--night-days D] [--workdir DIR] [--out docs/bench/nights.json]
 
 The history: MovieLens-100k's ratings (`--source`), or the load benchmark's generated platform
 (`jobs.datasets.make_load_data`, text only, its 60 days of timestamps; `--users`, `--videos`,
-`--interactions` size it). It is cut by timestamp into `--periods` + 1 consecutive periods of equal
-length. Night k (run date 2026-11-20 + k - 1 days) sees the interactions of the first k periods. Two
+`--interactions` size it). It is cut by timestamp into `--periods` + 1 consecutive periods: of equal
+length, or with `--night-days D` the last `--periods` of D days each and the first one everything
+before them (a platform's steady state: each night brings a day, not a ninth of the history).
+Night k (run date 2026-11-20 + k - 1 days) sees the interactions of the first k periods. Two
 warehouses replay the same nights with the real stages (`python -m jobs.run_nightly`, each night a
 process of its own, SASRec off): one with `--training-mode auto` (incremental, full every
 VREC_FULL_RETRAIN_DAYS), one with `--training-mode full`. Per night it records the train stage's
@@ -41,6 +43,7 @@ from jobs.plumbing.stage import read_counters, write_json
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
 FIRST_NIGHT = dt.date(2026, 11, 20)
+DAY_S = 86_400.0
 STAGE_LINE = re.compile(r"^stage (\w+) done in ([\d.]+)s$")
 MODES = ("auto", "full")
 
@@ -147,9 +150,26 @@ def land_history(warehouse: Path, args) -> Path:
     return path
 
 
-def history(landing: Path, periods: int):
+def period_edges(seconds: np.ndarray, periods: int, night_days: float | None = None) -> np.ndarray:
+    """The ends of the `periods` + 1 periods a history's Unix `seconds` are cut into: night k sees
+    what comes before the k-th end and is judged on the period up to the next one.
+
+    None: periods of equal length from the first interaction to the last. `night_days`: the last
+    `periods` periods are that many days each, as nights that each bring a day (or `night_days`)
+    of new interactions; the first night sees everything before them.
+    """
+    end = float(np.max(seconds)) + 1
+    if night_days is None:
+        return np.linspace(float(np.min(seconds)), end, periods + 2)[1:]
+    edges = end - night_days * DAY_S * np.arange(periods, -1, -1, dtype=np.float64)
+    if edges[0] <= np.min(seconds):
+        raise ValueError(f"{periods} periods of {night_days} days reach back before the history's first interaction")
+    return edges
+
+
+def history(landing: Path, periods: int, night_days: float | None = None):
     """The whole history as landed; each row's Unix seconds; the ratings as the exams read them
-    (sorted by user and time, with weights); the ends of the `periods` + 1 periods."""
+    (sorted by user and time, with weights); the ends of the `periods` + 1 periods (`period_edges`)."""
     everything = pd.read_csv(landing) if landing.suffix == ".csv" else pd.read_parquet(landing)
     seconds = everything[config.TS]
     if not pd.api.types.is_numeric_dtype(seconds):
@@ -157,13 +177,16 @@ def history(landing: Path, periods: int):
     ratings = everything.assign(**{config.TS: seconds.astype(np.float64)})
     ratings["weight"] = ratings[config.EVENT].map(config.EVENT_WEIGHTS).fillna(1.0).astype(np.float32)
     ratings = ratings.sort_values([config.USER_ID, config.TS, config.VIDEO_ID], kind="stable")
-    return everything, seconds, ratings, np.linspace(seconds.min(), seconds.max() + 1, periods + 2)[1:]
+    return everything, seconds, ratings, period_edges(seconds.to_numpy(), periods, night_days)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_history_arguments(parser)
     parser.add_argument("--periods", type=int, default=8, help="nights (each followed by the period it is judged on)")
+    parser.add_argument("--night-days", type=float, default=None,
+                        help="each night after the first brings this many days (default: the history cut into "
+                             "--periods + 1 periods of equal length)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -171,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "VREC_EVAL_SEQUENTIAL": os.environ.get("VREC_EVAL_SEQUENTIAL", "0")}
 
     landing = [land_history(workdir / mode, args) for mode in MODES][0]
-    everything, seconds, ratings, edges = history(landing, args.periods)
+    everything, seconds, ratings, edges = history(landing, args.periods, args.night_days)
 
     nights, incremental_rows = [], {mode: [] for mode in MODES}
     for k in range(args.periods):
@@ -210,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(90% {record.get('auto_to_full_ndcg@10_interval90')})", flush=True)
         nights.append(record)
 
-    result = {"dataset": args.dataset, "periods": args.periods, "nights": nights,
+    result = {"dataset": args.dataset, "periods": args.periods, "night_days": args.night_days, "nights": nights,
               "incremental_nights": incremental_summary(nights, incremental_rows),
               **({"size": {"users": args.users, "videos": args.videos, "interactions": args.interactions}}
                  if args.dataset == "load" else {}),
