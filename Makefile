@@ -127,10 +127,12 @@ bench-text: install
 	$(PY) -m jobs.bench.bench_text --out $(BENCH_DIR)/text_embedding.json --check
 
 # Histories replayed as 8 nights, each with auto and with full training: MovieLens-100k (943 users,
-# about 50 of whom come back in a period: exams of 30 users) and a generated platform (~53 min idle).
+# about 50 of whom come back in a period: exams of 30 users), a generated platform cut into 9 equal
+# periods, and the same platform's last 8 days as 8 nights of a day each (~80 min idle in all).
 bench-nights: install
 	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_nights --periods 8 --out $(BENCH_DIR)/nights.json
 	$(PY) -m jobs.bench.bench_nights --dataset load --periods 8 --out $(BENCH_DIR)/nights_load.json
+	$(PY) -m jobs.bench.bench_nights --dataset load --periods 8 --night-days 1 --out $(BENCH_DIR)/nights_load_daily.json
 
 # How far apart two full retrains of the same nights are (seeds 7 and 8) on the generated platform:
 # the noise of bench-nights' yardstick. Not part of `bench` (about 20 min idle).

@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "VREC_EVAL_SEQUENTIAL": os.environ.get("VREC_EVAL_SEQUENTIAL", "0")}
 
     landing = [land_history(workdir / mode, args) for mode in MODES][0]
-    everything, seconds, ratings, edges = history(landing, args.periods, args.night_days)
+    try:
+        everything, seconds, ratings, edges = history(landing, args.periods, args.night_days)
+    except ValueError as err:
+        parser.error(str(err))
 
     nights, incremental_rows = [], {mode: [] for mode in MODES}
     for k in range(args.periods):

@@ -1,17 +1,17 @@
 """Benchmark how far apart two full retrains of the same night are: the yardstick of bench_nights.
 
     python -m jobs.bench.bench_seed_noise [--dataset movielens-100k|load] [--seeds 7 8] [--periods 8]
-                                          [--workdir DIR] [--out docs/bench/nights_seed_noise.json]
+                                          [--night-days D] [--workdir DIR] [--out docs/bench/nights_seed_noise.json]
 
 `make bench-nights` compares each incremental night with one full retrain of the same night. A
 full retrain is itself one draw: another seed orders the examples and initialises the weights
 differently, and its early stopping may pick another epoch. This replays the same history and
-nights as `jobs.bench.bench_nights` (same data, same cuts, same stages, SASRec off) with
-`--training-mode full` in two warehouses that differ only in `--seed`, and records per night each
-one's next-period NDCG@10 and the second's over the first's, with the same 90% paired bootstrap
-interval over users. Nights 2 to `--periods` - 1 are replayed: those `auto` trains incrementally.
-A ratio far from 1 here means no training mode can be held to a few percent of one full retrain
-on that night.
+nights as `jobs.bench.bench_nights` (same data, same cuts, `--night-days` too, same stages, SASRec
+off) with `--training-mode full` in two warehouses that differ only in `--seed`, and records per
+night each one's next-period NDCG@10 and the second's over the first's, with the same 90% paired
+bootstrap interval over users. Nights 2 to `--periods` - 1 are replayed: those `auto` trains
+incrementally. A ratio far from 1 here means no training mode can be held to a few percent of one
+full retrain on that night.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     add_history_arguments(parser)
     parser.add_argument("--seeds", type=int, nargs=2, default=(config.DEFAULT_SEED, config.DEFAULT_SEED + 1))
     parser.add_argument("--periods", type=int, default=8)
+    parser.add_argument("--night-days", type=float, default=None, help="as bench_nights' --night-days")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     landing = [land_history(warehouse, args) for warehouse in warehouses.values()][0]
     whole = workdir / f"history{landing.suffix}"
     whole.write_bytes(landing.read_bytes())
-    everything, seconds, ratings, edges = history(whole, args.periods)
+    try:
+        everything, seconds, ratings, edges = history(whole, args.periods, args.night_days)
+    except ValueError as err:
+        parser.error(str(err))
 
     nights = []
     for k in range(1, args.periods - 1):
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(90% {record['ndcg@10_ratio_interval90']})", flush=True)
         nights.append(record)
 
-    result = {"dataset": args.dataset, "periods": args.periods, "seeds": list(args.seeds), "nights": nights,
+    result = {"dataset": args.dataset, "periods": args.periods, "night_days": args.night_days,
+              "seeds": list(args.seeds), "nights": nights,
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
               "settings": {"eval_min_users": config.DEFAULT_EVAL_MIN_USERS}}
     if args.out:
