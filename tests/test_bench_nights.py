@@ -27,3 +27,8 @@ def test_daily_nights_each_bring_one_day_and_the_first_sees_everything_before():
 def test_daily_nights_that_reach_before_the_history_are_refused():
     with pytest.raises(ValueError, match="before the history"):
         period_edges(np.arange(0, 5 * DAY_S, 3600.0), periods=8, night_days=1)
+
+
+def test_nights_of_no_days_are_refused():
+    with pytest.raises(ValueError, match="positive number of days"):
+        period_edges(np.arange(0, 60 * DAY_S, 3600.0), periods=8, night_days=0)

@@ -129,12 +129,15 @@ def incremental_summary(nights: list[dict], rows: dict[str, list[pd.DataFrame]])
 
 
 def add_history_arguments(parser: argparse.ArgumentParser) -> None:
-    """Which history is replayed: --dataset and its size or source."""
+    """Which history is replayed and how it is cut: --dataset, its size or source, --night-days."""
     parser.add_argument("--dataset", choices=("movielens-100k", "load"), default="movielens-100k")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="MovieLens-100k's directory")
     parser.add_argument("--users", type=int, default=10_000, help="the generated platform's users (load)")
     parser.add_argument("--videos", type=int, default=3_000, help="its videos (load)")
     parser.add_argument("--interactions", type=int, default=100_000, help="its interactions, about (load)")
+    parser.add_argument("--night-days", type=float, default=None,
+                        help="each night after the first brings this many days (default: the history cut into "
+                             "--periods + 1 periods of equal length)")
 
 
 def land_history(warehouse: Path, args) -> Path:
@@ -159,6 +162,8 @@ def period_edges(seconds: np.ndarray, periods: int, night_days: float | None = N
     of new interactions; the first night sees everything before them.
     """
     end = float(np.max(seconds)) + 1
+    if night_days is not None and night_days <= 0:
+        raise ValueError(f"a night must bring a positive number of days, not {night_days}")
     if night_days is None:
         return np.linspace(float(np.min(seconds)), end, periods + 2)[1:]
     edges = end - night_days * DAY_S * np.arange(periods, -1, -1, dtype=np.float64)
@@ -184,9 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_history_arguments(parser)
     parser.add_argument("--periods", type=int, default=8, help="nights (each followed by the period it is judged on)")
-    parser.add_argument("--night-days", type=float, default=None,
-                        help="each night after the first brings this many days (default: the history cut into "
-                             "--periods + 1 periods of equal length)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     add_history_arguments(parser)
     parser.add_argument("--seeds", type=int, nargs=2, default=(config.DEFAULT_SEED, config.DEFAULT_SEED + 1))
     parser.add_argument("--periods", type=int, default=8)
-    parser.add_argument("--night-days", type=float, default=None, help="as bench_nights' --night-days")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
