@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from jobs.plumbing import config
 from jobs.plumbing.stage import StageError
 from jobs.plumbing.tables import write_arrow_table
 from models.evaluation import after_cutoff
+from models.incremental import IncrementalSettings
 from models.training import IndexedInteractions
 from tests.conftest import PROJECT_ROOT, project_env
 
@@ -163,7 +165,9 @@ def test_an_incremental_night_learns_the_new_ratings_and_is_examined_with_produc
 
     trained = counters["train"]
     assert trained["training_mode"] == "incremental" and trained["parent_version"] == parent
-    assert trained["new_interactions"] > 0 and trained["replayed_interactions"] == trained["new_interactions"]
+    # 70% of the ratings before the window hold more than three replayed per new one.
+    assert trained["new_interactions"] > 0
+    assert trained["replayed_interactions"] == math.ceil(IncrementalSettings.replay_ratio * trained["new_interactions"])
     meta = json.loads((wh.models / trained["model_version"] / "model.json").read_text())
     parent_meta = json.loads((wh.models / parent / "model.json").read_text())
     assert meta["window"]["start"] == parent_meta["window"]["end"] < meta["window"]["end"] == meta["exam_cutoff"]

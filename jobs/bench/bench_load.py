@@ -18,8 +18,8 @@ most any method can expect there. `--per-user 3 15` makes the sparse, short-vide
 timed apart from the night, so the quality table includes it. `--second-night` first runs a night
 the day before `--run-date` with the newest two days of interactions held back (a full retrain: no
 model exists yet), then the night itself on all of them, whose `auto` training is incremental: it
-trains on the older of the two new days and is examined on the newest (`VREC_EVAL_DAYS`), as every
-incremental night after the first. Both nights are reported.
+trains on the two new days up to its exam's cutoff and is examined on what comes after it (the newest
+`VREC_EVAL_DAYS`, moved earlier until `VREC_EVAL_MIN_USERS` users sit it). Both nights are reported.
 
 `--movielens DIR` lands MovieLens-100k from DIR instead (`jobs.import_dataset`, timed as the
 `import` step) and, with `--per-user LOW HIGH`, keeps each user's newest LOW to HIGH ratings
@@ -61,7 +61,8 @@ from jobs.plumbing.tables import read_table
 STAGES = ("ingest", "extract_features", "validate_features", "train", "evaluate", "score", "publish")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCORE_RTOL = 1e-5
-# An incremental night trains on the day before its exam's newest day (VREC_EVAL_DAYS): two days.
+# The night after the first brings two days: it trains on them up to its exam (the newest
+# VREC_EVAL_DAYS, moved earlier until VREC_EVAL_MIN_USERS users sit it).
 SECOND_NIGHT_DAYS = 2
 
 
