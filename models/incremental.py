@@ -46,7 +46,7 @@ class IncrementalSettings:
     # Replayed older interactions per new one. With a short exam the first incremental night after
     # a full retrain learns a whole day on top of it, and one replayed per new one pulled it 7%
     # below a full retrain of the same night (next-period NDCG@10 on the generated platform's daily
-    # replay); three keep the mix nearer the log the full retrain learnt (0.985).
+    # replay); three keep the mix nearer the log the full retrain learnt (0.98).
     replay_ratio: float = 3.0
     # An incremental night sees at most this share of the examples a full retrain's first training
     # would (models.fit.plan_fit): a day that brings half the history trains fewer epochs.
