@@ -87,7 +87,7 @@ DEFAULT_FULL_RETRAIN_DAYS = float(_env("FULL_RETRAIN_DAYS", "7"))
 # An incremental night's exam: the interactions of the newest VREC_EVAL_DAYS days (earlier when
 # fewer than VREC_EVAL_MIN_USERS users have one), which the model of the night does not train on.
 # The model published is the model examined, so it is as stale as its exam is long: with a day's
-# exam and nights a day apart it never learnt the newest day: on the generated platform's daily
+# exam and nights a day apart it never learnt the newest day. On the generated platform's daily
 # replay it averaged 0.2568 next-period NDCG@10 against the full retrains' 0.2602 (README, "Simulated
 # nights"). 72 minutes (in practice the newest slice holding VREC_EVAL_MIN_USERS users) keeps it
 # fresh: 0.2621 against 0.2600.
