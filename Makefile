@@ -127,10 +127,12 @@ bench-text: install
 	$(PY) -m jobs.bench.bench_text --out $(BENCH_DIR)/text_embedding.json --check
 
 # Histories replayed as 8 nights, each with auto and with full training: MovieLens-100k (943 users,
-# about 50 of whom come back in a period: exams of 30 users), a generated platform cut into 9 equal
-# periods, and the same platform's last 8 days as 8 nights of a day each (~80 min idle in all).
+# about 50 of whom come back in a period: exams of 30 users) cut into 9 equal periods and, as a
+# platform in its steady state, its last 96 days as 8 nights of 12 days each; a generated platform
+# cut into 9 equal periods, and its last 8 days as 8 nights of a day each (~2 h idle in all).
 bench-nights: install
 	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_nights --periods 8 --out $(BENCH_DIR)/nights.json
+	VREC_EVAL_MIN_USERS=30 $(PY) -m jobs.bench.bench_nights --periods 8 --night-days 12 --out $(BENCH_DIR)/nights_12days.json
 	$(PY) -m jobs.bench.bench_nights --dataset load --periods 8 --out $(BENCH_DIR)/nights_load.json
 	$(PY) -m jobs.bench.bench_nights --dataset load --periods 8 --night-days 1 --out $(BENCH_DIR)/nights_load_daily.json
 
@@ -145,7 +147,7 @@ bench-privacy: install
 
 # Every nightly stage on a generated landing zone, wall time and peak process-tree memory per stage.
 # Not part of `bench`: at the default size (1,000,000 interactions, 200,000 users, 50,000 videos)
-# its two nights (the first a full retrain, the next incremental) take about 46 minutes on 2 cores.
+# its two nights (the first a full retrain, the next incremental) take about 31 minutes on 2 cores.
 # LOAD_ARGS picks a size, e.g.
 # LOAD_ARGS="--videos 10000 --users 40000 --interactions 200000 --media 100".
 LOAD_WAREHOUSE ?= /tmp/vrec-load
