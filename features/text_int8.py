@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 # Changing any of these changes the cache key, so a new recipe never reads an old model.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2   # 2: calibration batches of their own (1 used the inference batches, so changing those changed the model)
 SMOOTHING_ALPHA = 0.7
 OPSET = 17
 MIN_COSINE = 0.99
@@ -45,6 +45,7 @@ MIN_COSINE = 0.99
 # faster than 4,096 on 2 threads and 20% faster on one (as a Spark task runs it); 512 was slower.
 BATCH_TOKENS = 1024
 MAX_BATCH_TEXTS = 128
+CALIBRATION_BATCH_TOKENS, CALIBRATION_BATCH_TEXTS = 4096, 256
 # Read as package data: the project archive shipped to a cluster's executors holds it too.
 CALIBRATION_FILE = "text_calibration.txt"
 MODEL_FILE = "encoder-int8.onnx"
@@ -133,7 +134,11 @@ def build_int8_encoder(model_dir: Path, out_dir: Path) -> dict:
     export_encoder(model_dir, float32_path)
     tokenizer = load_tokenizer(model_dir)
     texts = calibration_texts()
-    smooth_linear_inputs(float32_path, smoothed_path, [feed for _, feed in _batches(tokenizer, texts)])
+    # Batches of their own, so the model does not depend on how inference batches. The padding
+    # positions count in the activations' maxima: measured on each text alone (no padding) the
+    # worst benchmark cosine fell from 0.9954 to 0.9897.
+    feeds = [feed for _, feed in _batches(tokenizer, texts, CALIBRATION_BATCH_TOKENS, CALIBRATION_BATCH_TEXTS)]
+    smooth_linear_inputs(float32_path, smoothed_path, feeds)
     quantize_dynamic(smoothed_path, out_dir / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True,
                      op_types_to_quantize=["MatMul"])
     smoothed_path.unlink()
@@ -231,15 +236,20 @@ def load_tokenizer(model_dir: Path):
     return tokenizer
 
 
-def _batches(tokenizer, texts: list[str]):
-    """(rows, feed) per batch: texts sorted by token count, batched up to BATCH_TOKENS padded tokens."""
+def _batches(tokenizer, texts: list[str], batch_tokens: int = BATCH_TOKENS, max_texts: int = MAX_BATCH_TEXTS):
+    """(rows, feed) per batch: texts sorted by token count, batched up to BATCH_TOKENS padded tokens.
+
+    Activations are quantised with one scale per batch, so a text's vector depends a little on
+    the texts batched with it: ties in length are broken by the tokens themselves, so that the
+    same texts give the same vectors in any order (a Spark partition's rows come in no fixed order).
+    """
     ids = [e.ids for e in tokenizer.encode_batch(texts)]
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    order = sorted(range(len(texts)), key=lambda i: (len(ids[i]), ids[i]))
     start = 0
     while start < len(order):
         stop = start + 1
-        while (stop < len(order) and stop - start < MAX_BATCH_TEXTS
-               and len(ids[order[stop]]) * (stop - start + 1) <= BATCH_TOKENS):
+        while (stop < len(order) and stop - start < max_texts
+               and len(ids[order[stop]]) * (stop - start + 1) <= batch_tokens):
             stop += 1
         rows = order[start:stop]
         longest = len(ids[rows[-1]])

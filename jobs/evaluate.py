@@ -182,8 +182,20 @@ def gate(wh: config.Warehouse, version: str, meta: dict, tolerance: float) -> tu
     floor = reference * (1.0 - tolerance)
     against = production if scored_by == production else f"{production} (its full retrain {scored_by})"
     verdict = (f"{version} {GATE_METRIC} {score:.4f} against production {against} {reference:.4f} {protocol} "
-               f"(floor {floor:.4f} at tolerance {tolerance:.0%})")
+               f"(floor {floor:.4f} at tolerance {tolerance:.0%}){exam_certainty(meta)}")
     return score >= floor, verdict
+
+
+def exam_certainty(meta: dict) -> str:
+    """How sure tonight's exam is of the ratio to production (an incremental night's train stage
+    measures it), for whoever decides whether to rerun with another tolerance; "" when unmeasured."""
+    published = meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {})
+    low, high = published.get(GATE_METRIC + "_to_production_low"), published.get(GATE_METRIC + "_to_production_high")
+    if low is None or high is None:
+        return ""
+    users = meta.get("training", {}).get("exam_users")
+    return (f"; the exam{f' of {users} users' if users else ''} puts the ratio to production between "
+            f"{low:.2f} and {high:.2f} (90% paired bootstrap)")
 
 
 def metric_rows(run_date: str, version: str, evaluation: dict[str, dict], published_method: str) -> pd.DataFrame:

@@ -164,9 +164,13 @@ def evaluate(scorer: Scorer, holdout: Holdout, n_users: int, n_items: int,
 
     `coverage@10` is the share of the catalog that appears in at least one top-10 list.
     """
-    ranks, shown = held_out_ranks(scorer, holdout, n_users, n_items, block_size)
+    return summarise(*held_out_ranks(scorer, holdout, n_users, n_items, block_size), holdout)
+
+
+def summarise(ranks: np.ndarray, shown: np.ndarray, holdout: Holdout) -> dict[str, float]:
+    """`evaluate`'s metrics from `held_out_ranks`' result."""
     metrics = rank_metrics(ranks)
-    metrics["coverage@10"] = float(shown.mean()) if n_items else 0.0
+    metrics["coverage@10"] = float(shown.mean()) if len(shown) else 0.0
     metrics["users"] = int(len(ranks))
     cold = rank_metrics(ranks[holdout.cold])
     metrics.update({f"cold_{name}": value for name, value in cold.items()})

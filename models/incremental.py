@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from models.artifact import ModelArtifact
-from models.evaluation import Holdout, after_cutoff, evaluate
+from models.evaluation import (Holdout, after_cutoff, held_out_ranks, ndcg_gains, paired_ratio_interval,
+                               summarise)
 from models.fit import FitResult, FitSettings, plan_fit, ranker_context
 from models.ranker import Reranked, feature_gain, fit_ranker
 from models.scoring import Lineage, encode, saved_model_vectors
@@ -181,13 +182,23 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
 
 def examine(tower: TwoTower, ranker, parent: ModelArtifact, content: np.ndarray, lineage: Lineage, exam: Holdout,
             n_users: int, candidates: int) -> dict[str, dict]:
-    """Tonight's tower (alone and re-ranked) and the production model on the same exam."""
+    """Tonight's tower (alone and re-ranked) and the production model on the same exam. Each of
+    tonight's methods also gets how sure the exam is of its NDCG@10 against production's: the 90%
+    paired bootstrap interval of their ratio, users drawn whole (`ndcg@10_to_production_low` and
+    `_high`; absent when production hit nothing), which the gate's verdict quotes."""
     n_items = content.shape[0]
     context = ranker_context(exam.train, content, n_users)
     vectors = encode(tower, content, exam.train, n_users)
-    evaluation = {"two_tower": evaluate(vectors, exam, n_users, n_items)}
+    scorers = {"two_tower": vectors}
     if ranker is not None:
-        evaluation["two_tower_ranker"] = evaluate(Reranked(vectors, ranker, context, candidates), exam, n_users, n_items)
-    evaluation["production"] = evaluate(artifact_scorer(parent, content, lineage, exam.train, n_users, candidates,
-                                                        context), exam, n_users, n_items)
+        scorers["two_tower_ranker"] = Reranked(vectors, ranker, context, candidates)
+    scorers["production"] = artifact_scorer(parent, content, lineage, exam.train, n_users, candidates, context)
+    evaluation, gains = {}, {}
+    for method, scorer in scorers.items():
+        ranks, shown = held_out_ranks(scorer, exam, n_users, n_items)
+        evaluation[method], gains[method] = summarise(ranks, shown, exam), ndcg_gains(ranks)
+    for method in scorers.keys() - {"production"}:
+        low, high = paired_ratio_interval(gains[method], gains["production"], exam.users)
+        if np.isfinite(low):
+            evaluation[method].update({"ndcg@10_to_production_low": low, "ndcg@10_to_production_high": high})
     return evaluation

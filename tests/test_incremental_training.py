@@ -250,12 +250,21 @@ def test_the_gate_stops_a_model_trained_on_a_night_of_random_interactions(platfo
                             rank(tower, context, users, shuffle(targets), **options))
     trained = train(wh, NIGHT_2)
     assert trained["training_mode"] == "incremental"
+    meta = json.loads((wh.models / trained["model_version"] / "model.json").read_text())
+    # How sure the exam is of the ratio to production, which the verdict quotes.
+    exam = meta["evaluation"][meta["published_method"]]
+    low, high = exam["ndcg@10_to_production_low"], exam["ndcg@10_to_production_high"]
+    certainty = f"the exam of {meta['training']['exam_users']} users puts the ratio to production between " \
+                f"{low:.2f} and {high:.2f}"
     if not corrupted:
         evaluated = evaluate_run(wh, NIGHT_2)
         assert evaluated["gate_passed"] and "on tonight's exam" in evaluated["gate"]
+        assert certainty in evaluated["gate"] and low < high
         return
-    with pytest.raises(StageError, match="BLOCKED.*on tonight's exam"):
+    assert high < 0.75   # sure that it is below the floor, not only by chance
+    with pytest.raises(StageError, match="BLOCKED.*on tonight's exam") as blocked:
         evaluate_run(wh, NIGHT_2)
+    assert certainty in str(blocked.value)
 
 
 def _with_new_interactions(data: IndexedInteractions, users: np.ndarray, at: float) -> IndexedInteractions:
