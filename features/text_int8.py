@@ -237,7 +237,8 @@ def load_tokenizer(model_dir: Path):
 
 
 def _batches(tokenizer, texts: list[str], batch_tokens: int = BATCH_TOKENS, max_texts: int = MAX_BATCH_TEXTS):
-    """(rows, feed) per batch: texts sorted by token count, batched up to BATCH_TOKENS padded tokens.
+    """(rows, feed) per batch: texts sorted by token count, batched up to `batch_tokens` padded
+    tokens and `max_texts` texts.
 
     Activations are quantised with one scale per batch, so a text's vector depends a little on
     the texts batched with it: ties in length are broken by the tokens themselves, so that the

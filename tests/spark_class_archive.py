@@ -6,9 +6,9 @@ same few thousand classes from Spark's jars. Java 17 can dump the classes a JVM 
 archive when it exits (`-XX:ArchiveClassesAtExit`) and map that archive into later JVMs
 (`-XX:SharedArchiveFile`): a local SparkSession then starts in about 4 s instead of 7 here.
 
-    python -m tests.spark_class_archive ARCHIVE   (run with -XX:ArchiveClassesAtExit=ARCHIVE)
+    SPARK_SUBMIT_OPTS=-XX:ArchiveClassesAtExit=ARCHIVE python -m tests.spark_class_archive SCRATCH_DIR
 
-is the job whose classes are archived: a session that does what the stages do (Arrow from pandas,
+(what `build` runs) is the job whose classes are archived: a session that does what the stages do (Arrow from pandas,
 Parquet out and in, a shuffle, mapInPandas). A JVM whose class path differs from the archive's
 (another SPARK_CONF_DIR, as on the test cluster) ignores the archive and loads its classes as
 usual, silently.

@@ -99,7 +99,7 @@ def test_int8_matches_float32_on_the_demo_catalog(reference_model, int8_embedder
 
 def test_int8_gives_the_same_texts_the_same_vectors_in_any_order(int8_embedder):
     # Activations are quantised per batch: the batches must not depend on the order of the rows
-    # (a Spark partition's, which a cluster and local mode deliver differently).
+    # (a Spark partition's rows come in no fixed order).
     texts = demo_texts()[:64]
     order = np.random.default_rng(1).permutation(len(texts))
     assert np.array_equal(int8_embedder.embed([texts[i] for i in order]), int8_embedder.embed(texts)[order])
