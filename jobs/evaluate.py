@@ -141,9 +141,14 @@ def lineage_tuning(wh: config.Warehouse, version: str) -> dict | None:
     return None
 
 
+def published_evaluation(meta: dict) -> dict:
+    """The held-out metrics of the method a model document says it publishes."""
+    return meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {})
+
+
 def published_score(meta: dict) -> float | None:
     """The gate metric of the method a model document says it publishes."""
-    return meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {}).get(GATE_METRIC)
+    return published_evaluation(meta).get(GATE_METRIC)
 
 
 def leave_last_out_score(wh: config.Warehouse, version: str) -> tuple[float | None, str]:
@@ -189,7 +194,7 @@ def gate(wh: config.Warehouse, version: str, meta: dict, tolerance: float) -> tu
 def exam_certainty(meta: dict) -> str:
     """How sure tonight's exam is of the ratio to production (an incremental night's train stage
     measures it), for whoever decides whether to rerun with another tolerance; "" when unmeasured."""
-    published = meta.get("evaluation", {}).get(meta.get("published_method", "two_tower"), {})
+    published = published_evaluation(meta)
     low, high = published.get(GATE_METRIC + "_to_production_low"), published.get(GATE_METRIC + "_to_production_high")
     if low is None or high is None:
         return ""
