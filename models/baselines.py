@@ -29,7 +29,7 @@ from models.training import IndexedInteractions
 T = TypeVar("T")
 
 # The grids a nightly run tunes on, kept small: 15 fits, about 10 s at MovieLens-100k size and
-# minutes at platform size (README). Iterations are fixed: ALS 15, BPR 100. Each grid holds the
+# minutes at platform size (docs/benchmarks.md). Iterations are fixed: ALS 15, BPR 100. Each grid holds the
 # default setting, so tuning can only move away from it on the validation slice's evidence.
 BASELINE_GRIDS: dict[str, list[dict]] = {
     "item_knn": [{"neighbours": k} for k in (50, 100, 200)],

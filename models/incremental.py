@@ -58,8 +58,8 @@ class IncrementalSettings:
     seed: int = 7
     # Return the mean of the production weights and each epoch's, as a full night's fine-tunings do
     # (models.fit). Without it, once the full retrains were averaged, MovieLens-100k's incremental
-    # nights fell behind them: 0.942 of their next-period NDCG@10 pooled, 0.994 with it (README,
-    # "Simulated nights").
+    # nights fell behind them: 0.942 of their next-period NDCG@10 pooled, 0.994 with it
+    # (docs/benchmarks.md, "Simulated nights").
     average_with_init: bool = True
 
 

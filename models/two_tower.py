@@ -49,7 +49,7 @@ class TowerConfig:
     mfcc_flag: int = -1
     # Self-attention blocks over the user's newest `sequence_len` history videos (0: pooling only,
     # as in artifacts made before the sequential encoder). One block over ten videos: on
-    # MovieLens-100k two blocks or 20-30 videos were no better and cost more (see README).
+    # MovieLens-100k two blocks or 20-30 videos were no better and cost more (docs/benchmarks.md, "Model quality").
     sequence_layers: int = 1
     sequence_len: int = 10
     sequence_heads: int = 2

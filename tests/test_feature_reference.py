@@ -2,7 +2,7 @@
 faster (`tests/data/feature_reference.npz`, written by `tests/feature_reference.py` from main at
 0738f76, EXTRACTOR_VERSION 3), clip by clip over the 34 real clips in ../shared/data/media.
 
-The tolerances, and why (README, "Feature extraction benchmark"):
+The tolerances, and why (docs/benchmarks.md, "Feature extraction benchmark"):
 
 * audio (223 floats): the same audio decode, so equal to 1e-5 relative (+1e-5 absolute);
 * visual (24 floats, shares and [0, 1] statistics): within 0.05 absolute. The decode now skips the

@@ -4,8 +4,9 @@
 - jobs/plumbing/ imports nothing else of jobs/: the stages, data makers and benchmarks build on it;
 - no import cycle between modules of jobs/, features/ and models/, imports inside functions included;
 - every project module that the code imports, every `python -m` command and `.py` path, and every
-  dotted name such as `jobs.plumbing.config.decode_limits` that the Makefile, the README, the DAGs,
-  the tests or the code's strings mention exists, so a move leaves no stale path behind.
+  dotted name such as `jobs.plumbing.config.decode_limits` that the Makefile, the README,
+  docs/benchmarks.md, the DAGs, the tests or the code's strings mention exists, so a move leaves no
+  stale path behind.
 """
 
 from __future__ import annotations
@@ -151,10 +152,10 @@ def _resolves(dotted: str) -> bool:
 
 
 def _mentioning_texts() -> list[tuple[str, str, str]]:
-    """(file, text, prose) of the Makefile, README, CI script, SQL and every Python module. Of a
+    """(file, text, prose) of the Makefile, README, docs, CI script, SQL and every Python module. Of a
     Python module, prose is its strings (docstrings, messages) and comments, not its code."""
     texts = []
-    for rel in ("Makefile", "README.md", ".ci/run", *(str(p.relative_to(PROJECT_ROOT))
+    for rel in ("Makefile", "README.md", "docs/benchmarks.md", ".ci/run", *(str(p.relative_to(PROJECT_ROOT))
                                                      for p in sorted((PROJECT_ROOT / "sql").glob("*.sql")))):
         if (PROJECT_ROOT / rel).is_file():
             text = (PROJECT_ROOT / rel).read_text()

@@ -21,9 +21,9 @@ TOP_N = 10
 def test_movielens_100k_publishes_a_list_for_each_of_943_users(shared_data, tmp_path):
     wh = config.Warehouse.at(tmp_path / "warehouse")
     # The tuned baselines, not SASRec: its early-stopped training runs for minutes at this size, and
-    # the README records how the published model compares with it (make bench-sparse and MovieLens).
+    # docs/benchmarks.md records how the published model compares with it (make bench-sparse and MovieLens).
     # At most 8 epochs (patience 2) instead of 24: the suite's longest test took 250 s, now 165 s,
-    # and what it asserts holds with them; the README's figures are the default budget's.
+    # and what it asserts holds with them; docs/benchmarks.md's figures are the default budget's.
     env = project_env(VREC_EVAL_SEQUENTIAL="0", VREC_EPOCHS="8")
     subprocess.run([sys.executable, "-m", "jobs.import_dataset", "--format", "movielens-100k", "--source",
                     str(shared_data / "movielens-100k"), "--warehouse", str(wh.root)],

@@ -88,9 +88,9 @@ DEFAULT_FULL_RETRAIN_DAYS = float(_env("FULL_RETRAIN_DAYS", "7"))
 # fewer than VREC_EVAL_MIN_USERS users have one), which the model of the night does not train on.
 # The model published is the model examined, so it is as stale as its exam is long: with a day's
 # exam and nights a day apart it never learnt the newest day. On the generated platform's daily
-# replay it averaged 0.2568 next-period NDCG@10 against the full retrains' 0.2602 (README, "Simulated
-# nights"). 72 minutes (in practice the newest slice holding VREC_EVAL_MIN_USERS users) keeps it
-# fresh: 0.2621 against 0.2600.
+# replay it averaged 0.2568 next-period NDCG@10 against the full retrains' 0.2602
+# (docs/benchmarks.md, "Simulated nights"). 72 minutes (in practice the newest slice holding
+# VREC_EVAL_MIN_USERS users) keeps it fresh: 0.2621 against 0.2600.
 DEFAULT_EVAL_DAYS = float(_env("EVAL_DAYS", "0.05"))
 DEFAULT_EVAL_MIN_USERS = int(_env("EVAL_MIN_USERS", "100"))
 # Earlier nights of the serving table stay readable (and can be rolled back to) this long; older
