@@ -22,6 +22,17 @@ THUMBNAIL_SIDE = 16
 FRAME_SIZE = (112, 112)  # (width, height) of the sampled frames every extractor reads
 
 
+def sampling(fps: float, limits: DecodeLimits) -> str:
+    """The settings that choose which frames and audio the features describe, as stored with each
+    row beside EXTRACTOR_VERSION: the incremental job decodes a video again when they change, so a
+    table never mixes features sampled at 1 and 2 frames a second without anyone knowing."""
+    return f"fps={fps:g} max_duration_s={limits.max_duration_s:g} max_frames={limits.max_frames}"
+
+
+# Rows written before the sampling was stored were sampled with the defaults.
+DEFAULT_SAMPLING = sampling(1.0, DecodeLimits())
+
+
 def extract_media_features(path: Path, limits: DecodeLimits = DecodeLimits(),
                            fps: float = 1.0, frame_encoder=None) -> dict:
     """Decode `path` once and return its metadata and feature vectors as plain Python values.

@@ -1,13 +1,14 @@
 """Extract features: decode each video once and write the `video_features` and `media_quarantine` tables.
 
     python -m jobs.extract_features --warehouse DIR --run-date YYYY-MM-DD [--full-refresh] [--fps 1.0]
-        [--frame-encoder PATH]
+        [--max-duration-s S] [--decode-timeout-s S] [--frame-encoder PATH] [--text-precision P]
 
 Runs over catalog partitions with `mapInPandas`, which gets only the columns it reads: no timestamps,
 which pandas would hold in nanoseconds (years 1677 to 2262; the catalog's run from 0001 to 9999,
 and 9999-12-31 is a common "never"). Incremental: a video's media is decoded again only
-when its content hash, the extractor version or the frame encoder (the SHA-256 of the optional
-TorchScript file, jobs/plumbing/frame_encoder.py) changes, and its text is embedded again only when the text
+when its content hash, the extractor version, the sampling (frames a second, duration and frame
+caps: `features.extract.sampling`) or the frame encoder (the SHA-256 of the optional TorchScript
+file, jobs/plumbing/frame_encoder.py) changes, and its text is embedded again only when the text
 changes; everything else is carried over from the previous table. A file that cannot be used
 becomes a quarantine row with a reason code and keeps its text features.
 """
@@ -31,15 +32,15 @@ STAGE = "extract_features"
 
 # Media columns carried over unchanged when a video's bytes, the extractor and the frame encoder are
 # unchanged.
-MEDIA_COLUMNS = ("content_sha256", "extractor_version", "duration_s", "fps", "width", "height", "vcodec",
-                 "acodec", "has_video", "has_audio", "truncated_by_cap", "visual", "thumbnail", "audio",
+MEDIA_COLUMNS = ("content_sha256", "extractor_version", "sampling", "duration_s", "fps", "width", "height",
+                 "vcodec", "acodec", "has_video", "has_audio", "truncated_by_cap", "visual", "thumbnail", "audio",
                  "frame_embedding", "frame_encoder_sha256", "media_status", "quarantine_reason",
                  "quarantine_detail")
 TEXT_COLUMNS = ("has_text", "text_embedding")
 
 FEATURE_SCHEMA = """
     video_id string, uri string, text_sha256 string, text_reused boolean,
-    content_sha256 string, extractor_version string, duration_s double, fps double,
+    content_sha256 string, extractor_version string, sampling string, duration_s double, fps double,
     width int, height int, vcodec string, acodec string, has_video boolean, has_audio boolean,
     truncated_by_cap boolean, visual array<float>, thumbnail array<float>, audio array<float>,
     frame_embedding array<float>, frame_encoder_sha256 string,
@@ -91,12 +92,13 @@ def _media_row(row, media_roots, limits, fps: float, full_refresh: bool,
                encoder: FrameEncoderSpec | None = None) -> dict:
     """Decode one video (or decide to reuse last night's result): the media half of its row."""
     from features.decode import MediaError, file_sha256, resolve_media
-    from features.extract import EXTRACTOR_VERSION, extract_media_features
+    from features.extract import DEFAULT_SAMPLING, EXTRACTOR_VERSION, extract_media_features, sampling
     from features.frame_embedding import FrameEncoderError
 
     encoder_sha = encoder.sha256 if encoder else None
+    sampled = sampling(fps, limits)
     empty = {"has_video": False, "has_audio": False, "extractor_version": EXTRACTOR_VERSION,
-             "frame_encoder_sha256": encoder_sha}
+             "sampling": sampled, "frame_encoder_sha256": encoder_sha}
     if not row.uri:
         return {**empty, "media_status": "no_media"}
     try:
@@ -106,7 +108,9 @@ def _media_row(row, media_roots, limits, fps: float, full_refresh: bool,
         return {**empty, "media_status": "quarantined", "quarantine_reason": err.reason,
                 "quarantine_detail": err.detail}
     # Rows written before the frame encoder existed have no encoder hash: valid while none is set.
+    # Rows written before the sampling was stored have none: they were sampled with the defaults.
     unchanged = (sha == row.prev_content_sha256 and row.prev_extractor_version == EXTRACTOR_VERSION
+                 and (_text_or_none(row.prev_sampling) or DEFAULT_SAMPLING) == sampled
                  and _text_or_none(row.prev_frame_encoder_sha256) == encoder_sha
                  and row.prev_quarantine_reason not in RETRY_REASONS)
     if unchanged and not full_refresh:
@@ -120,7 +124,7 @@ def _media_row(row, media_roots, limits, fps: float, full_refresh: bool,
     except FrameEncoderError as err:  # the encoder, not the media: stop the stage, name both
         raise RuntimeError(f"frame encoder {encoder.path} failed on video {row.video_id!r} ({path}): "
                            f"{err}") from err
-    return {**media, "content_sha256": sha, "extractor_version": EXTRACTOR_VERSION,
+    return {**media, "content_sha256": sha, "extractor_version": EXTRACTOR_VERSION, "sampling": sampled,
             "frame_encoder_sha256": encoder_sha, "media_status": "decoded"}
 
 
@@ -225,7 +229,7 @@ def extract(spark, wh: config.Warehouse, run_date: str, *, full_refresh: bool = 
     media_roots = wh.media_roots()
     catalog = spark.read.parquet(str(wh.catalog)).select(*WORKER_CATALOG_COLUMNS)
 
-    prev_names = ("content_sha256", "extractor_version", "frame_encoder_sha256", "text_sha256",
+    prev_names = ("content_sha256", "extractor_version", "sampling", "frame_encoder_sha256", "text_sha256",
                   "quarantine_reason")
     if wh.video_features.exists():
         previous = spark.read.parquet(str(wh.video_features))
@@ -294,9 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--full-refresh", action=argparse.BooleanOptionalAction, default=False,
                         help="decode every video again")
-    parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
-    parser.add_argument("--decode-timeout-s", type=float, default=config.decode_limits().timeout_s)
-    parser.add_argument("--max-duration-s", type=float, default=config.decode_limits().max_duration_s)
+    parser.add_argument("--fps", type=float, default=1.0,
+                        help="frames sampled per second of video (a change decodes every video again)")
+    parser.add_argument("--decode-timeout-s", type=float, default=config.decode_limits().timeout_s,
+                        help="seconds one video's decode may take; past it the video is quarantined as "
+                             "timeout and tried again next night (default: $VREC_DECODE_TIMEOUT_S or 120)")
+    parser.add_argument("--max-duration-s", type=float, default=config.decode_limits().max_duration_s,
+                        help="seconds of each video decoded, the rest left out (a change decodes every "
+                             "video again; default: $VREC_MAX_DURATION_S or 600)")
     parser.add_argument("--frame-encoder", metavar="PATH", default=config.DEFAULT_FRAME_ENCODER,
                         help="TorchScript frame encoder whose mean-pooled output becomes the "
                              "frame_embedding column ('' for none; default: $VREC_FRAME_ENCODER)")

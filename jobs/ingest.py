@@ -238,7 +238,9 @@ def ingest(spark, wh: config.Warehouse, run_date: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE)
+    parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE,
+                        help="fail when a larger share than this of the interaction rows is rejected (kept in "
+                             "tables/rejected_rows; default: $VREC_MAX_BAD_ROW_SHARE or 0.2)")
     args = parser.parse_args(argv)
 
     def body(wh: config.Warehouse) -> dict:

@@ -160,7 +160,7 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="workers started, one core each (default 2)")
     parser.add_argument("--worker-memory", default="1536m", help="memory each worker offers (default 1536m)")
     parser.add_argument("--dir", type=Path, default=Path(".cluster"), help="conf, event logs, logs, work dirs")
     args = parser.parse_args(argv)

@@ -108,7 +108,8 @@ def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
+    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N,
+                        help="videos in each user's list (default: $VREC_TOP_N or 20)")
     parser.add_argument("--retention-days", type=float, default=config.DEFAULT_RETENTION_DAYS,
                         help="keep earlier nights' files this long (default: $VREC_RETENTION_DAYS or 30)")
     add_serving_table_argument(parser)

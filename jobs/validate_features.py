@@ -50,7 +50,9 @@ def validate_features(wh: config.Warehouse, run_date: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE)
+    parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE,
+                        help="fail when a smaller share than this of the videos with media decoded, or of all "
+                             "videos have text (default: $VREC_MIN_FEATURE_COVERAGE or 0.5)")
     args = parser.parse_args(argv)
     return run_stage(STAGE, args.warehouse, lambda wh: validate_features(wh, args.run_date, args.min_coverage))
 

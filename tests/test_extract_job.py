@@ -15,7 +15,7 @@ import pytest
 
 from jobs.plumbing import config
 from features.decode import decode
-from features.extract import EXTRACTOR_VERSION, FRAME_SIZE
+from features.extract import DEFAULT_SAMPLING, EXTRACTOR_VERSION, FRAME_SIZE, sampling
 from jobs.extract_features import _media_row, extract
 from jobs.plumbing.frame_encoder import check_frame_encoder
 from jobs.ingest import ingest
@@ -71,6 +71,9 @@ def batch(tmp_path_factory) -> tuple[config.Warehouse, dict[str, str]]:
 
 
 LIMITS = config.decode_limits(max_duration_s=2.0, max_pixels=64 * 48 * 4)
+# A catalog row as `_media_row` reads it: the previous table's verdict beside the video.
+Row = namedtuple("Row", "video_id uri prev_content_sha256 prev_extractor_version prev_sampling "
+                        "prev_frame_encoder_sha256 prev_quarantine_reason")
 EXPECTED_REASONS = {
     "missing": "missing", "empty": "empty", "truncated": "truncated", "not_media": "not_media",
     "audio_only": "no_video_stream", "huge_frame": "frame_too_large", "dotdot": "outside_media_roots",
@@ -205,11 +208,9 @@ def test_reuse_decision_takes_the_frame_encoder_into_account(tmp_path):
     encoder_file = tmp_path / "encoder.pt"
     channel_mean_encoder().save(str(encoder_file))
     spec = check_frame_encoder(encoder_file, "extract_features")
-    Row = namedtuple("Row", "video_id uri prev_content_sha256 prev_extractor_version "
-                            "prev_frame_encoder_sha256 prev_quarantine_reason")
 
     def status(prev_encoder, encoder) -> str:
-        row = Row("v", clip.name, file_sha256(clip), EXTRACTOR_VERSION, prev_encoder, None)
+        row = Row("v", clip.name, file_sha256(clip), EXTRACTOR_VERSION, sampling(1.0, LIMITS), prev_encoder, None)
         return _media_row(row, [tmp_path], LIMITS, 1.0, False, encoder)["media_status"]
 
     assert status(None, None) == "reused"
@@ -220,14 +221,35 @@ def test_reuse_decision_takes_the_frame_encoder_into_account(tmp_path):
     assert status("0" * 64, spec) == "decoded"       # ... or changed
 
 
+def test_reuse_decision_takes_the_sampling_into_account(tmp_path):
+    from features.decode import file_sha256
+
+    clip = make_clip(tmp_path / "clip.mp4", video=SMALL, seconds=1)
+    defaults = config.decode_limits(max_duration_s=600.0, max_frames=64)
+
+    def status(prev_sampling, fps: float, limits) -> str:
+        row = Row("v", clip.name, file_sha256(clip), EXTRACTOR_VERSION, prev_sampling, None, None)
+        return _media_row(row, [tmp_path], limits, fps, False)["media_status"]
+
+    assert status(sampling(1.0, defaults), 1.0, defaults) == "reused"
+    assert DEFAULT_SAMPLING == sampling(1.0, defaults)
+    assert status(None, 1.0, defaults) == "reused"        # a table from before: sampled with the defaults
+    assert status(float("nan"), 1.0, defaults) == "reused"
+    assert status(None, 2.0, defaults) == "decoded"       # more frames a second
+    assert status(sampling(1.0, defaults), 0.5, defaults) == "decoded"
+    assert status(sampling(1.0, defaults), 1.0, config.decode_limits(max_duration_s=30.0, max_frames=64)) == "decoded"
+    assert status(sampling(1.0, defaults), 1.0, config.decode_limits(max_duration_s=600.0, max_frames=16)) == "decoded"
+    # The timeout decides only whether a decode finishes, not what it samples.
+    assert status(sampling(1.0, defaults), 1.0, config.decode_limits(max_duration_s=600.0, max_frames=64,
+                                                                     timeout_s=5.0)) == "reused"
+
+
 def test_an_upload_cut_short_becomes_a_truncated_quarantine_row(tmp_path):
     # The index is at the front, so the first third decodes: only the decode can tell it is cut.
     whole = make_clip(tmp_path / "whole.mp4", video=SMALL, seconds=12, extra=("-movflags", "+faststart"))
     data = whole.read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
-    Row = namedtuple("Row", "video_id uri prev_content_sha256 prev_extractor_version "
-                            "prev_frame_encoder_sha256 prev_quarantine_reason")
-    row = _media_row(Row("v", "cut.mp4", None, None, None, None), [tmp_path], config.decode_limits(),
+    row = _media_row(Row("v", "cut.mp4", None, None, None, None, None), [tmp_path], config.decode_limits(),
                      1.0, False)
     assert (row["media_status"], row["quarantine_reason"]) == ("quarantined", "truncated")
     assert " of a declared 12.00 s" in row["quarantine_detail"]  # "decoded 4.00 s of a declared ..."
