@@ -157,3 +157,12 @@ def test_rerun_reuses_clips_and_rewrites_the_same_files(tmp_path: Path, capsys: 
     summary = capsys.readouterr().out.strip().splitlines()
     assert len(summary) == 1 and "clips_rendered=0" in summary[0]
     assert {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()} == first
+
+
+def test_the_ffmpeg_binary_is_the_one_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["--warehouse", str(tmp_path), "--videos", "6", "--users", "2", "--clip-seconds", "1"]
+    assert make_demo_data.main([*args, "--ffmpeg", str(tmp_path / "no-such-ffmpeg")]) == 2
+    assert "ffmpeg not found" in capsys.readouterr().err
+    assert not (tmp_path / "landing").exists()
+    assert make_demo_data.main([*args, "--ffmpeg", shutil.which("ffmpeg")]) == 0
+    assert list((tmp_path / "landing" / "media").rglob("*.mp4"))
