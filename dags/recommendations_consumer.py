@@ -20,8 +20,10 @@ from airflow.sdk import DAG, Asset
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = os.environ.get("VREC_PYTHON", sys.executable)
 DEFAULT_WAREHOUSE = os.environ.get("VREC_WAREHOUSE", str(PROJECT_ROOT / "warehouse"))
+# The asset video_recs_nightly's publish task updates, named as that DAG names it: the object-store
+# table when VREC_SERVING_TABLE is set, else the warehouse's (one name cannot have two uris).
 RECOMMENDATIONS = Asset(name="video_recs_recommendations",
-                        uri=f"file://{DEFAULT_WAREHOUSE}/tables/recommendations")
+                        uri=os.environ.get("VREC_SERVING_TABLE") or f"file://{DEFAULT_WAREHOUSE}/tables/recommendations")
 
 with DAG(
     dag_id="video_recs_consumer_example",

@@ -34,6 +34,7 @@ print(json.dumps({
         "dag_id": d.dag_id, "tags": sorted(d.tags), "params": sorted(d.params.keys()),
         "param_types": {k: d.params.get_param(k).schema.get("type") for k in d.params.keys()},
         "doc": bool(d.doc_md), "max_active_runs": d.max_active_runs, "catchup": d.catchup,
+        "scheduled_on": [a.uri for a in getattr(getattr(d.timetable, "asset_condition", None), "objects", ())],
         "tasks": [{"id": t.task_id, "retries": t.retries, "timeout": bool(t.execution_timeout),
                    "outlets": [o.uri for o in t.outlets]} for t in d.tasks],
     } for d in dags],
@@ -76,10 +77,12 @@ def test_nightly_dag_wiring_and_params():
 def test_the_recommendations_asset_names_where_the_serving_table_is():
     """Downstream DAGs schedule on the publish task's asset: the local table, or the object-store one."""
     nightly = PROJECT_ROOT / "dags" / "video_recs_nightly.py"
+    consumer = PROJECT_ROOT / "dags" / "recommendations_consumer.py"
     for env, uri in (({"VREC_WAREHOUSE": "/data/wh"}, "file:///data/wh/tables/recommendations"),
                      ({"VREC_SERVING_TABLE": "s3://recs/serving/recommendations"}, "s3://recs/serving/recommendations")):
         tasks = {t["id"]: t for t in _probe(nightly, **env)["dags"][0]["tasks"]}
         assert tasks["publish"]["outlets"] == [uri]
+        assert _probe(consumer, **env)["dags"][0]["scheduled_on"] == [uri]
 
 
 def test_failure_callback_writes_a_clear_record(tmp_path):

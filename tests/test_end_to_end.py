@@ -16,6 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.plumbing import config
+from jobs.plumbing.stage import read_counters
 from jobs.plumbing.tables import read_table
 from tests.conftest import PROJECT_ROOT, offline, project_env
 from tests.serving_contract import check_explanations, check_serving_table, genre_watched_share, same_genre_share
@@ -71,8 +72,9 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def first_night(demo_wh, airflow_env):
-    """The DAG's first night on the demo landing zone, in local[2]: its published lists."""
-    _dag_test(airflow_env, demo_wh, RUN_DATE, top_n=TOP_N)
+    """The DAG's first night on the demo landing zone, in local[2], asked for a full retrain (as
+    `auto` would do with no production model): its published lists."""
+    _dag_test(airflow_env, demo_wh, RUN_DATE, top_n=TOP_N, training_mode="full")
     return _sorted_lists(DeltaTable(str(demo_wh.recommendations)).to_pandas())
 
 
@@ -114,14 +116,21 @@ def test_dag_run_publishes_lists_that_meet_the_contract(demo_wh, first_night):
     complete = features[features["has_video"] & features["has_audio"] & features["has_text"]]
     assert set(complete["video_id"]) == media
     assert features["content_sha256"].notna().sum() == len(media)
+    # The training_mode param reached the train task (auto would have said "no production model").
+    assert read_counters(demo_wh, RUN_DATE)["train"]["mode_reason"] == "training_mode=full"
 
 
 def test_dag_run_with_skip_training_scores_with_the_production_model(demo_wh, airflow_env, first_night):
     production = DeltaTable(str(demo_wh.recommendations)).to_pandas()["model_version"].iloc[0]
-    _dag_test(airflow_env, demo_wh, "2026-11-22", top_n=3, skip_training=True)
+    _dag_test(airflow_env, demo_wh, "2026-11-22", top_n=3, skip_training=True, full_refresh=True)
     lists = check_serving_table(demo_wh, "2026-11-22", 3)
     assert set(lists["model_version"]) == {production}
     assert not (demo_wh.run_dir("2026-11-22") / "train.json").exists()
+    # full_refresh: every video with media decoded again, although none changed.
+    truth = json.loads((demo_wh.root / "landing" / "demo_truth.json").read_text())
+    extracted = read_counters(demo_wh, "2026-11-22")["extract_features"]
+    assert extracted["videos_decoded"] == sum(info["has_media"] for info in truth["videos"].values())
+    assert extracted["videos_skipped"] == 0
 
 
 def test_rerun_decodes_nothing_and_gives_identical_lists(demo_wh, first_night):
