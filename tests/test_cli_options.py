@@ -34,10 +34,12 @@ MISSING = ("gone_1", "gone_2", "gone_3")
 SMALL = "testsrc2=size=64x48:rate=10"
 
 
-def cli(module: str, wh: config.Warehouse, *args: str, run_date: str | None = DAY_1) -> subprocess.CompletedProcess:
+def cli(module: str, wh: config.Warehouse, *args: str, run_date: str | None = DAY_1,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     dated = ["--run-date", run_date] if run_date else []
     return subprocess.run([sys.executable, "-m", f"jobs.{module}", "--warehouse", str(wh.root), *dated, *args],
-                          cwd=PROJECT_ROOT, env=project_env(), capture_output=True, text=True, timeout=600)
+                          cwd=PROJECT_ROOT, env=project_env(**(env or {})), capture_output=True, text=True,
+                          timeout=600)
 
 
 def succeeded(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -126,6 +128,21 @@ def test_extract_features_full_refresh_text_precision_and_frame_encoder(warehous
 
     line = error_line(cli("extract_features", warehouse, "--text-precision", "fp8"))
     assert line.startswith("error: [extract_features] text precision 'fp8'"), line
+
+
+def test_the_environment_sets_the_defaults_the_help_names(warehouse):
+    """The DAG's tasks pass most settings as VREC_* variables, not flags."""
+    line = error_line(cli("ingest", warehouse, env={"VREC_MAX_BAD_ROW_SHARE": "0"}))
+    assert line.startswith("error: [ingest] 1 of ") and "limit 0%" in line, line
+    succeeded(cli("validate_features", warehouse, env={"VREC_MIN_FEATURE_COVERAGE": "0.3"}))
+
+    succeeded(cli("extract_features", warehouse, run_date=DAY_2,
+                  env={"VREC_MAX_DURATION_S": "2", "VREC_MAX_FRAMES": "8"}))
+    rows = media_rows(warehouse)
+    assert rows["sampling"].tolist() == ["fps=1 max_duration_s=2 max_frames=8"] * 2
+    assert rows.loc["clip_long.mp4", "truncated_by_cap"]
+    succeeded(cli("extract_features", warehouse))   # back to the defaults, for the tests after this one
+    assert media_rows(warehouse)["sampling"].tolist() == ["fps=1 max_duration_s=600 max_frames=64"] * 2
 
 
 def test_validate_features_min_coverage(warehouse):
