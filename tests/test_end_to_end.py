@@ -133,6 +133,17 @@ def test_dag_run_with_skip_training_scores_with_the_production_model(demo_wh, ai
     assert extracted["videos_skipped"] == 0
 
 
+def test_the_example_consumer_dag_shows_the_published_lists(demo_wh, first_night, tmp_path_factory):
+    """dags/recommendations_consumer.py, as its asset would trigger it: it reads $VREC_WAREHOUSE."""
+    env = _airflow(tmp_path_factory, {"conn_type": "spark", "host": "local[2]"}, VREC_WAREHOUSE=str(demo_wh.root))
+    done = subprocess.run(["airflow", "dags", "test", "video_recs_consumer_example", RUN_DATE],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0 and "successful" in log.split("Marking run")[-1][:400], log[-3000:]
+    version = DeltaTable(str(demo_wh.recommendations)).version()
+    assert f"(Delta version {version}," in log, log[-3000:]
+
+
 def test_rerun_decodes_nothing_and_gives_identical_lists(demo_wh, first_night):
     first = _run_nightly(demo_wh, "2026-11-21")
     second = _run_nightly(demo_wh, "2026-11-21")
