@@ -30,7 +30,7 @@ from jobs.plumbing import config
 from jobs.plumbing.evaluation_report import ABLATION_PREFIX, RANKER_GAIN, is_diagnostic
 from jobs.plumbing.model_inputs import load_model_inputs
 from jobs.plumbing.serving import production_model
-from jobs.plumbing.stage import StageError, base_parser, read_counters, run_stage, write_counters
+from jobs.plumbing.stage import StageError, add_shared_arguments, base_parser, read_counters, run_stage, write_counters
 from jobs.plumbing.tables import read_table, write_arrow_table
 
 STAGE = "evaluate"
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
                         help="largest relative drop in held-out NDCG@10 against production that still publishes")
-    parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
+    add_shared_arguments(parser, "--seed")
     args = parser.parse_args(argv)
     return run_stage(STAGE, args.warehouse, lambda wh: evaluate_run(wh, args.run_date,
                                                                     tolerance=args.gate_tolerance, seed=args.seed))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from jobs.plumbing import config
 from jobs.plumbing.frame_encoder import FrameEncoderSpec, check_frame_encoder, worker_frame_encoder
-from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.stage import StageError, add_shared_arguments, base_parser, run_stage, write_counters
 from jobs.plumbing.tables import restore_interrupted_swap, write_spark_table
 
 if TYPE_CHECKING:
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 STAGE = "extract_features"
 
-# Media columns carried over unchanged when a video's bytes, the extractor and the frame encoder are
-# unchanged.
+# Media columns carried over unchanged when a video's bytes, the extractor, the sampling and the
+# frame encoder are unchanged.
 MEDIA_COLUMNS = ("content_sha256", "extractor_version", "sampling", "duration_s", "fps", "width", "height",
                  "vcodec", "acodec", "has_video", "has_audio", "truncated_by_cap", "visual", "thumbnail", "audio",
                  "frame_embedding", "frame_encoder_sha256", "media_status", "quarantine_reason",
@@ -300,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="decode every video again")
     parser.add_argument("--fps", type=float, default=1.0,
                         help="frames sampled per second of video (a change decodes every video again)")
-    parser.add_argument("--decode-timeout-s", type=float, default=config.decode_limits().timeout_s,
-                        help="seconds one video's decode may take; past it the video is quarantined as "
-                             "timeout and tried again next night (default: $VREC_DECODE_TIMEOUT_S or 120)")
+    add_shared_arguments(parser, "--decode-timeout-s")
     parser.add_argument("--max-duration-s", type=float, default=config.decode_limits().max_duration_s,
                         help="seconds of each video decoded, the rest left out (a change decodes every "
                              "video again; default: $VREC_MAX_DURATION_S or 600)")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from jobs.plumbing import config, privacy
 from jobs.plumbing.sql import load_sql, timestamp_expr
-from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.stage import StageError, add_shared_arguments, base_parser, run_stage, write_counters
 from jobs.plumbing.tables import write_spark_table
 
 STAGE = "ingest"
@@ -238,9 +238,7 @@ def ingest(spark, wh: config.Warehouse, run_date: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE,
-                        help="fail when a larger share than this of the interaction rows is rejected (kept in "
-                             "tables/rejected_rows; default: $VREC_MAX_BAD_ROW_SHARE or 0.2)")
+    add_shared_arguments(parser, "--max-bad-row-share")
     args = parser.parse_args(argv)
 
     def body(wh: config.Warehouse) -> dict:

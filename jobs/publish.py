@@ -25,7 +25,8 @@ import pyarrow as pa
 from jobs.plumbing import config
 from jobs.plumbing.quality import recommendation_suite, save_result
 from jobs.plumbing.serving import EXPLANATIONS_SCHEMA, SERVING_SCHEMA, commit_night, vacuum_published
-from jobs.plumbing.stage import StageError, add_serving_table_argument, base_parser, run_stage, write_counters
+from jobs.plumbing.stage import (StageError, add_serving_table_argument, add_shared_arguments, base_parser, run_stage,
+                                 write_counters)
 from jobs.plumbing.tables import read_table
 
 STAGE = "publish"
@@ -108,8 +109,7 @@ def publish(wh: config.Warehouse, run_date: str, *, top_n: int = config.DEFAULT_
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N,
-                        help="videos in each user's list (default: $VREC_TOP_N or 20)")
+    add_shared_arguments(parser, "--top-n")
     parser.add_argument("--retention-days", type=float, default=config.DEFAULT_RETENTION_DAYS,
                         help="keep earlier nights' files this long (default: $VREC_RETENTION_DAYS or 30)")
     add_serving_table_argument(parser)

@@ -19,8 +19,8 @@ import traceback
 
 from jobs.plumbing import config
 from jobs.train import add_training_mode_argument
-from jobs.plumbing.stage import (StageError, add_serving_table_argument, base_parser, describe, fail, preflight,
-                                 warehouse_at)
+from jobs.plumbing.stage import (StageError, add_serving_table_argument, add_shared_arguments, base_parser, describe,
+                                 fail, preflight, warehouse_at)
 
 
 def _stages(args, wh: config.Warehouse):
@@ -63,29 +63,20 @@ def keep_traceback(wh: config.Warehouse, run_date: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N,
-                        help="videos in each user's list (default: $VREC_TOP_N or 20)")
+    add_shared_arguments(parser, "--top-n")
     parser.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS,
                         help="most epochs of the first training (early stopping may end it sooner)")
-    parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED,
-                        help="seed of the training and of the evaluation's samples (default: $VREC_SEED or 7)")
+    add_shared_arguments(parser, "--seed")
     parser.add_argument("--full-refresh", action="store_true", help="decode every video again and retrain fully")
     add_training_mode_argument(parser)
     parser.add_argument("--skip-training", action="store_true",
                         help="score with --model-version (default: the production model) instead of training")
     parser.add_argument("--model-version", default=None,
                         help=f"score with this model ({config.PRODUCTION_MODEL!r}: the one serving now)")
-    parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE,
-                        help="fail when a smaller share than this of the videos with media decoded, or of all "
-                             "videos have text (default: $VREC_MIN_FEATURE_COVERAGE or 0.5)")
-    parser.add_argument("--max-bad-row-share", type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE,
-                        help="fail when a larger share than this of the interaction rows is rejected (kept in "
-                             "tables/rejected_rows; default: $VREC_MAX_BAD_ROW_SHARE or 0.2)")
+    add_shared_arguments(parser, "--min-coverage", "--max-bad-row-share")
     parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
                         help="largest relative drop in held-out NDCG@10 against production that still publishes")
-    parser.add_argument("--decode-timeout-s", type=float, default=config.decode_limits().timeout_s,
-                        help="seconds one video's decode may take; past it the video is quarantined as "
-                             "timeout and tried again next night (default: $VREC_DECODE_TIMEOUT_S or 120)")
+    add_shared_arguments(parser, "--decode-timeout-s")
     add_serving_table_argument(parser)
     args = parser.parse_args(argv)
     if args.skip_training and not args.model_version:

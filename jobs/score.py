@@ -29,7 +29,7 @@ import pyarrow as pa
 from jobs.plumbing import config
 from jobs.plumbing.model_inputs import load_model_inputs
 from jobs.plumbing.serving import production_model
-from jobs.plumbing.stage import StageError, base_parser, read_counters, run_stage, write_counters
+from jobs.plumbing.stage import StageError, add_shared_arguments, base_parser, read_counters, run_stage, write_counters
 from jobs.plumbing.tables import read_table, write_arrow_table, write_spark_table
 
 STAGE = "score"
@@ -205,7 +205,7 @@ def explanation_rows(explained, user_ids: np.ndarray, ranks: np.ndarray, videos:
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--top-n", type=int, default=config.DEFAULT_TOP_N)
+    add_shared_arguments(parser, "--top-n")
     parser.add_argument("--model-version", default=None,
                         help=f"score with this model instead of tonight's "
                              f"({config.PRODUCTION_MODEL!r}: the one serving now)")

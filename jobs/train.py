@@ -30,7 +30,7 @@ import numpy as np
 from jobs.plumbing import config
 from jobs.plumbing.model_inputs import load_model_inputs
 from jobs.plumbing.serving import production_model
-from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.stage import StageError, add_shared_arguments, base_parser, run_stage, write_counters
 
 STAGE = "train"
 
@@ -192,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per step (default: 512, 1024 above 250,000 interactions, 2048 above "
                              "1,000,000)")
-    parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED,
-                        help="seed of the training and of the evaluation's samples (default: $VREC_SEED or 7)")
+    add_shared_arguments(parser, "--seed")
     add_training_mode_argument(parser)
     parser.add_argument("--full-refresh", action=argparse.BooleanOptionalAction, default=False,
                         help="retrain fully whatever the mode (the DAG's full_refresh param, which also decodes "

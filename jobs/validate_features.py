@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jobs.plumbing import config
 from jobs.plumbing.quality import feature_suite, media_coverage_hint, save_result
-from jobs.plumbing.stage import StageError, base_parser, run_stage, write_counters
+from jobs.plumbing.stage import StageError, add_shared_arguments, base_parser, run_stage, write_counters
 from jobs.plumbing.tables import read_table
 
 STAGE = "validate_features"
@@ -50,9 +50,7 @@ def validate_features(wh: config.Warehouse, run_date: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--min-coverage", type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE,
-                        help="fail when a smaller share than this of the videos with media decoded, or of all "
-                             "videos have text (default: $VREC_MIN_FEATURE_COVERAGE or 0.5)")
+    add_shared_arguments(parser, "--min-coverage")
     args = parser.parse_args(argv)
     return run_stage(STAGE, args.warehouse, lambda wh: validate_features(wh, args.run_date, args.min_coverage))
 

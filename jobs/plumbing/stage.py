@@ -47,6 +47,34 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+# Options that several commands take: one default and one help text each (built when used, as
+# the decode limits import the decoder's module).
+_SHARED_OPTIONS = {
+    "--top-n": lambda: dict(type=int, default=config.DEFAULT_TOP_N,
+                            help="videos in each user's list (default: $VREC_TOP_N or 20)"),
+    "--seed": lambda: dict(type=int, default=config.DEFAULT_SEED,
+                           help="seed of the training and of the evaluation's samples (default: $VREC_SEED or 7)"),
+    "--min-coverage": lambda: dict(
+        type=float, default=config.DEFAULT_MIN_FEATURE_COVERAGE,
+        help="fail when a smaller share than this of the videos with media decoded, or of all videos have "
+             "text (default: $VREC_MIN_FEATURE_COVERAGE or 0.5)"),
+    "--max-bad-row-share": lambda: dict(
+        type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE,
+        help="fail when a larger share than this of the interaction rows is rejected (kept in "
+             "tables/rejected_rows; default: $VREC_MAX_BAD_ROW_SHARE or 0.2)"),
+    "--decode-timeout-s": lambda: dict(
+        type=float, default=config.decode_limits().timeout_s,
+        help="seconds one video's decode may take; past it the video is quarantined as timeout and tried "
+             "again next night (default: $VREC_DECODE_TIMEOUT_S or 120)"),
+}
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser, *flags: str) -> None:
+    """Add the named options of _SHARED_OPTIONS."""
+    for flag in flags:
+        parser.add_argument(flag, **_SHARED_OPTIONS[flag]())
+
+
 def add_serving_table_argument(parser: argparse.ArgumentParser) -> None:
     """`--serving-table` for the commands that write or read the serving table."""
     parser.add_argument("--serving-table", type=parse_serving_table, default=None,
