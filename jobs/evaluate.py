@@ -266,9 +266,7 @@ def evaluate_run(wh: config.Warehouse, run_date: str, *, tolerance: float = conf
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
-                        help="largest relative drop in held-out NDCG@10 against production that still publishes")
-    add_shared_arguments(parser, "--seed")
+    add_shared_arguments(parser, "--gate-tolerance", "--seed")
     args = parser.parse_args(argv)
     return run_stage(STAGE, args.warehouse, lambda wh: evaluate_run(wh, args.run_date,
                                                                     tolerance=args.gate_tolerance, seed=args.seed))

@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-version", default=None,
                         help=f"score with this model ({config.PRODUCTION_MODEL!r}: the one serving now)")
     add_shared_arguments(parser, "--min-coverage", "--max-bad-row-share")
-    parser.add_argument("--gate-tolerance", type=float, default=config.DEFAULT_GATE_TOLERANCE,
-                        help="largest relative drop in held-out NDCG@10 against production that still publishes")
+    add_shared_arguments(parser, "--gate-tolerance")
     add_shared_arguments(parser, "--decode-timeout-s")
     add_serving_table_argument(parser)
     args = parser.parse_args(argv)

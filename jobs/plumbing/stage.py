@@ -62,6 +62,10 @@ _SHARED_OPTIONS = {
         type=float, default=config.DEFAULT_MAX_BAD_ROW_SHARE,
         help="fail when a larger share than this of the interaction rows is rejected (kept in "
              "tables/rejected_rows; default: $VREC_MAX_BAD_ROW_SHARE or 0.2)"),
+    "--gate-tolerance": lambda: dict(
+        type=float, default=config.DEFAULT_GATE_TOLERANCE,
+        help="largest relative drop in held-out NDCG@10 against production that still publishes (default: "
+             "$VREC_GATE_TOLERANCE or 0.25)"),
     "--decode-timeout-s": lambda: dict(
         type=float, default=config.decode_limits().timeout_s,
         help="seconds one video's decode may take; past it the video is quarantined as timeout and tried "
