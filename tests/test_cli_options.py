@@ -9,7 +9,6 @@ coverage is 0.4, under the default floor of 0.5.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import subprocess
@@ -56,7 +55,6 @@ def error_line(done: subprocess.CompletedProcess) -> str:
 def make_landing(wh: config.Warehouse) -> None:
     videos, _, rows = text_only_catalog(seed=5, n_videos=40, n_users=25)
     uris = {f"clip_{name}.mp4" for name in CLIPS} | {f"{name}.mp4" for name in MISSING}
-    videos = [dataclasses.replace(v, has_media=False) for v in videos]
     write_landing(wh, videos, rows + [{**rows[0], config.USER_ID: ""}])   # one bad row: no user
     lines = (wh.landing_catalog / "catalog.jsonl").read_text().splitlines()
     catalog = [json.loads(line) for line in lines]
@@ -83,7 +81,7 @@ def warehouse(tmp_path_factory) -> config.Warehouse:
     return wh
 
 
-def test_ingest_max_bad_row_share(warehouse, tmp_path):
+def test_ingest_max_bad_row_share(warehouse):
     # The fixture's ingest passed with the default share (0.2); with none allowed the one bad row fails it.
     line = error_line(cli("ingest", warehouse, "--max-bad-row-share", "0"))
     assert line.startswith("error: [ingest] 1 of ") and "limit 0%" in line, line
@@ -196,16 +194,12 @@ def test_publish_and_rollback_options(warehouse):
 def test_run_nightly_passes_its_options_to_the_stages(tmp_path):
     wh = config.Warehouse.at(tmp_path / "warehouse")
     make_landing(wh)
-    done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(wh.root), "--run-date", DAY_1,
-                           "--max-bad-row-share", "0"], cwd=PROJECT_ROOT, env=project_env(), capture_output=True,
-                          text=True, timeout=600)
+    done = cli("run_nightly", wh, "--max-bad-row-share", "0")
     assert error_line(done).startswith("error: [ingest] 1 of "), done.stderr[-2000:]
     # The media coverage (0.4) passes only the lowered floor; then an incremental night with no
     # production model fails in train, saying why.
-    done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(wh.root), "--run-date", DAY_1,
-                           "--min-coverage", "0.3", "--training-mode", "incremental", "--decode-timeout-s", "60",
-                           "--seed", "3", "--top-n", "5"],
-                          cwd=PROJECT_ROOT, env=project_env(), capture_output=True, text=True, timeout=900)
+    done = cli("run_nightly", wh, "--min-coverage", "0.3", "--training-mode", "incremental", "--decode-timeout-s",
+               "60", "--seed", "3", "--top-n", "5")
     assert error_line(done).startswith("error: [train] training_mode=incremental is not possible"), \
         done.stderr[-2000:]
     assert read_counters(wh, DAY_1)["validate_features"]["success"]
