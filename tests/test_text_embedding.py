@@ -105,6 +105,17 @@ def test_int8_gives_the_same_texts_the_same_vectors_in_any_order(int8_embedder):
     assert np.array_equal(int8_embedder.embed([texts[i] for i in order]), int8_embedder.embed(texts)[order])
 
 
+def test_int8_vectors_do_not_depend_on_how_many_batches_run_at_once(int8_cache, int8_embedder):
+    # A Spark task embeds on one thread, the benchmark and a driver on several: the same texts
+    # must give the same vectors either way.
+    from features.text_int8 import Int8Encoder, int8_encoder_path
+
+    texts = demo_texts()
+    path = int8_encoder_path(model_dir(), int8_cache)
+    one, three = Int8Encoder(path, model_dir(), threads=1), Int8Encoder(path, model_dir(), threads=3)
+    assert np.array_equal(one.embed(texts), three.embed(texts))
+
+
 def test_int8_model_is_built_once_and_reused(int8_cache, int8_embedder):
     import json
 
