@@ -89,14 +89,15 @@ cluster: venv
 	$(PY) -m jobs.local_cluster --workers 2 --dir $(CURDIR)/.cluster
 
 # The suite's files run in TEST_WORKERS processes (pytest-xdist; a file's tests stay together, so
-# its module fixtures, such as a DAG night several tests read, run once). 0 runs them in this one.
+# its module fixtures, such as a DAG night several tests read, run once), the longest files first
+# (`LONGEST_FILES` in tests/conftest.py). 0 runs them in this one.
 TEST_WORKERS ?= 2
 
 test: install browser-deps
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 test-quick: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow" tests
 
 # Benchmarks: one target per part, each writing docs/bench/<part>.json; `bench` runs them all.
 # Add a part (training, scoring) as another bench-<part> target and list it after `bench:`.
