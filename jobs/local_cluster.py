@@ -9,7 +9,8 @@ environment (no PYTHONPATH) in a working directory of its own, outside the check
 import the project only from what a job ships (`--py-files`, the DAG's `package` task).
 
 `<dir>/conf/spark-defaults.conf` is written for clients (`SPARK_CONF_DIR=<dir>/conf`): the master,
-event logs in `<dir>/events`, and jobs that wait for every worker's executor before they start.
+event logs in `<dir>/events`, jobs that wait for every worker's executor before they start, and
+three shuffle partitions per worker core (Spark's 200 are meant for clusters of hundreds of cores).
 Logs of the master and workers are in `<dir>/logs`. The test suite uses the same class as a fixture.
 """
 
@@ -124,6 +125,7 @@ class LocalCluster:
             "spark.scheduler.minRegisteredResourcesRatio 1.0",
             "spark.scheduler.maxRegisteredResourcesWaitingTime 60s",
             "spark.executor.memory 1g",
+            f"spark.sql.shuffle.partitions {3 * self.workers}",
         ]) + "\n")
 
     def _launch(self, name: str, main_class: str, *args: str, cwd: Path | None = None) -> None:

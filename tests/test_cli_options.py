@@ -217,7 +217,8 @@ def test_local_cluster_options(tmp_path):
         with urllib.request.urlopen(f"{ui}/json/", timeout=10) as response:
             status = json.load(response)
         assert [(w["cores"], w["memory"]) for w in status["workers"]] == [(1, 700)]
-        assert (directory / "conf" / "spark-defaults.conf").is_file() and (directory / "logs").is_dir()
+        assert (directory / "logs").is_dir()
+        assert "spark.sql.shuffle.partitions 3\n" in (directory / "conf" / "spark-defaults.conf").read_text()
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

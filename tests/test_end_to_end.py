@@ -211,10 +211,11 @@ def test_the_dag_on_a_standalone_cluster_runs_on_both_workers_and_gives_the_loca
     ran = _workers_that_ran_tasks(spark_cluster)
     for app in ("vrec-ingest", "vrec-extract-features", "vrec-score"):
         assert ran.get(app) == workers, (app, ran)
-    # The cluster's own settings, not the local defaults: Spark's shuffle partitions, the UI on, AQE.
+    # The cluster's own settings, not the local defaults (4 shuffle partitions, no UI): the cluster's
+    # spark-defaults.conf sets 6 shuffle partitions (jobs/local_cluster.py), the UI is on, AQE.
     settings = [line for line in log.splitlines() if f"spark: master={spark_cluster.master_url}" in line]
     assert len(settings) >= 3, settings   # ingest, extract_features, score
-    assert all("shuffle.partitions=200 adaptive=true ui=http" in line for line in settings), settings
+    assert all("shuffle.partitions=6 adaptive=true ui=http" in line for line in settings), settings
 
     lists = _sorted_lists(check_serving_table(wh, RUN_DATE, TOP_N))
     columns = ["user_id", "rank", "video_id"]
