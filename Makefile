@@ -89,8 +89,8 @@ cluster: venv
 	$(PY) -m jobs.local_cluster --workers 2 --dir $(CURDIR)/.cluster
 
 # The suite's files run in TEST_WORKERS processes (pytest-xdist; a file's tests stay together, so
-# its module fixtures, such as a DAG night several tests read, run once), the longest files first
-# (`LONGEST_FILES` in tests/conftest.py). 0 runs them in this one.
+# its module fixtures, such as a DAG night several tests read, run once), the longest files first, in the order
+# `LONGEST_FILES` in tests/conftest.py gives (it keeps the two torch-heavy trainings apart). 0 runs them in this one.
 TEST_WORKERS ?= 2
 
 test: install browser-deps
