@@ -89,15 +89,17 @@ cluster: venv
 	$(PY) -m jobs.local_cluster --workers 2 --dir $(CURDIR)/.cluster
 
 # The suite's files run in TEST_WORKERS processes (pytest-xdist; a file's tests stay together, so
-# its module fixtures, such as a DAG night several tests read, run once), the longest files first, in the order
-# `LONGEST_FILES` in tests/conftest.py gives (it keeps the two torch-heavy trainings apart). 0 runs them in this one.
+# its module fixtures, such as a DAG night several tests read, run once). 0 runs them in this one.
+# xdist's own order (files with more tests first) leaves test_movielens.py, one test, to the end,
+# where it trains alone in about 150 s: beside another night's training it took 575 to 685 s, and
+# starting the longest files first made a 31-minute suite (2026-12-06).
 TEST_WORKERS ?= 2
 
 test: install browser-deps
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
 
 test-quick: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 # Benchmarks: one target per part, each writing docs/bench/<part>.json; `bench` runs them all.
 # Add a part (training, scoring) as another bench-<part> target and list it after `bench:`.

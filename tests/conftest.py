@@ -25,24 +25,6 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
-# The longest test files, in the order they start: seconds of test time in one `make test` run
-# on 2 cores (Intel Xeon, 2026-12-06): end_to_end 566, incremental_training 261, cli_options 247,
-# reliability 222, serving_table 158, airflow_ui 154, movielens 151, erasure 130; the other 39
-# files 538 in all. `make test` gives each xdist worker whole files in collection order
-# (`--no-loadscope-reorder`; xdist's own order puts files with more tests first, so these few-test
-# files started late and one worker finished alone). The two torch-heavy trainings,
-# incremental_training and movielens, come first and third: the worker that finishes the first
-# takes the third while the other is still on end_to_end, so they never run side by side. Beside
-# each other they ran 4 to 6 times slower (a 31-minute suite when the longest simply went first).
-LONGEST_FILES = ("test_incremental_training.py", "test_end_to_end.py", "test_movielens.py", "test_cli_options.py",
-                 "test_reliability.py", "test_serving_table.py", "test_airflow_ui.py", "test_erasure.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "spark: needs a local SparkSession")
     config.addinivalue_line("markers", "slow: runs the whole pipeline (minutes)")
