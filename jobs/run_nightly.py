@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="score with --model-version (default: the production model) instead of training")
     parser.add_argument("--model-version", default=None,
                         help=f"score with this model ({config.PRODUCTION_MODEL!r}: the one serving now)")
-    add_shared_arguments(parser, "--min-coverage", "--max-bad-row-share")
-    add_shared_arguments(parser, "--gate-tolerance")
-    add_shared_arguments(parser, "--decode-timeout-s")
+    add_shared_arguments(parser, "--min-coverage", "--max-bad-row-share", "--gate-tolerance", "--decode-timeout-s")
     add_serving_table_argument(parser)
     args = parser.parse_args(argv)
     if args.skip_training and not args.model_version:
