@@ -13,10 +13,12 @@ block-then-select loop within 2x of the bare matrix product (`make bench-scoring
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 # Any callable `scorer(users) -> scores` returning a (len(users), n_items) array: the evaluation,
 # the re-ranker and the scoring stage all rank the whole catalog through one.
@@ -129,8 +131,24 @@ def select_top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     items = np.empty((scores.shape[0], k), np.int64)
     best = np.empty((scores.shape[0], k), scores.dtype)
     if k > 0 and len(scores):
+        _start_numba_threads()
         _select_rows(scores, k, items, best)
     return items, best
+
+
+@functools.cache
+def _start_numba_threads() -> None:
+    """Start numba's threads, and leave OpenMP's thread count as it was.
+
+    numba's OpenMP threading layer starts its threads with omp_set_num_threads(NUMBA_NUM_THREADS),
+    every core by default, and torch and LightGBM share that OpenMP runtime: a count set by
+    OMP_NUM_THREADS or torch.set_num_threads went back up to every core after the first selection.
+    """
+    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "openmp"]
+    count = min([numba.config.NUMBA_NUM_THREADS, *counts])
+    numba.set_num_threads(count)   # starts them
+    if counts:
+        threadpool_limits(limits=count, user_api="openmp")   # called, not entered: the count stays
 
 
 def top_n(scorer: Scorer, n_users: int, seen_indptr: np.ndarray, seen_items: np.ndarray, n: int,

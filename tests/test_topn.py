@@ -1,8 +1,12 @@
 """Blocked top-N against a brute-force reference."""
 
+import subprocess
+import sys
+
 import numpy as np
 
 from models.topn import select_top, top_n
+from tests.conftest import PROJECT_ROOT, project_env
 
 
 def _csr(seen: list[list[int]]):
@@ -54,3 +58,14 @@ def test_select_top_is_exact_on_ties_nan_and_every_catalog_size():
             assert list(items[r, :len(expected)][finite]) == list(expected[finite]), (n_items, k, r)
             assert (items[r, len(expected):] == -1).all() and np.isneginf(best[r, len(expected):]).all()
             assert np.array_equal(best[r, :len(expected)][finite], scores[r, expected][finite])
+
+
+def test_selection_leaves_torch_the_thread_count_it_was_given():
+    """numba's threads share torch's OpenMP runtime; their start must not raise the count of a torch
+    that has already worked to every core (a fresh process: numba starts its threads once)."""
+    code = ("import numpy as np, torch; torch.set_num_threads(1); torch.ones(100_000).add_(1); "
+            "from models.topn import select_top; select_top(np.random.default_rng(0).random((8, 50)), 3); "
+            "print(torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=project_env(),
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"
