@@ -91,8 +91,9 @@ cluster: venv
 # The suite's files run in TEST_WORKERS processes (pytest-xdist; a file's tests stay together, so
 # its module fixtures, such as a DAG night several tests read, run once). 0 runs them in this one.
 # xdist's own order (files with more tests first) leaves test_movielens.py, one test, to the end,
-# where it trains alone in about 150 s: beside another night's training it took 575 to 685 s, and
-# starting the longest files first made a 31-minute suite (2026-12-06).
+# where it trains alone; starting the longest files first made a 31-minute suite (2026-12-06), when
+# a training beside another took 4 to 7 times as long as alone: OpenMP's waiting threads spun on the
+# core the other process needed. tests/conftest.py now has them sleep when the files run in parallel.
 TEST_WORKERS ?= 2
 
 test: install browser-deps
