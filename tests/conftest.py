@@ -27,8 +27,8 @@ TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # With the suite's files in parallel processes, two trainings often share the cores. OpenMP's
 # threads (torch's, LightGBM's) spin while they wait for each other, and a spinning thread takes the
 # core the other process needs: two MovieLens-100k nights side by side took 14 min 22 s each, 4 min 2 s
-# with waiting threads asleep (one alone: 2 min 33 s). Production nodes keep OpenMP's default.
-WAITING_THREADS_SLEEP = {"OMP_WAIT_POLICY": "PASSIVE"}
+# with waiting threads asleep (OMP_WAIT_POLICY=PASSIVE; one alone: 2 min 33 s). Production nodes keep
+# OpenMP's default.
 
 
 def pytest_configure(config):
@@ -37,8 +37,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CUDA")
     config.addinivalue_line("markers", "cluster: runs on the Spark standalone cluster of the `spark_cluster` fixture")
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
-        for name, value in WAITING_THREADS_SLEEP.items():
-            os.environ.setdefault(name, value)   # before xdist starts its workers, which inherit it
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before xdist starts its workers, which inherit it
     if hasattr(config, "workerinput") or "SPARK_SUBMIT_OPTS" in os.environ:
         return   # an xdist worker: the controller has set it; or whoever runs the tests chose their own
     from tests.spark_class_archive import build
