@@ -24,12 +24,6 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 # subprocesses and xdist's workers inherit the environment). Production runs keep the JVM's defaults.
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
-# With the suite's files in parallel processes, two trainings often share the cores. OpenMP's
-# threads (torch's, LightGBM's) spin while they wait for each other, and a spinning thread takes the
-# core the other process needs: two MovieLens-100k nights side by side took 14 min 22 s each, 4 min 2 s
-# with waiting threads asleep (OMP_WAIT_POLICY=PASSIVE; one alone: 2 min 33 s). Production nodes keep
-# OpenMP's default.
-
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "spark: needs a local SparkSession")
@@ -37,7 +31,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CUDA")
     config.addinivalue_line("markers", "cluster: runs on the Spark standalone cluster of the `spark_cluster` fixture")
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before xdist starts its workers, which inherit it
+        # With the files in parallel processes, two trainings often share the cores, and OpenMP's
+        # waiting threads (torch's, LightGBM's) spin on the core the other process needs: two
+        # MovieLens-100k nights side by side took 14 min 22 s each, 4 min 2 s with them asleep (one
+        # alone: 2 min 33 s). Set before xdist starts its workers, which inherit it; production
+        # nodes keep OpenMP's default.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if hasattr(config, "workerinput") or "SPARK_SUBMIT_OPTS" in os.environ:
         return   # an xdist worker: the controller has set it; or whoever runs the tests chose their own
     from tests.spark_class_archive import build
