@@ -102,11 +102,12 @@ test: install browser-deps
 test-quick: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
-# Benchmarks: one target per part, each writing docs/bench/<part>.json; `bench` runs them all.
-# Add a part (training, scoring) as another bench-<part> target and list it after `bench:`.
+# Benchmarks: one target per part, each writing docs/bench/<part>.json. `bench` runs extraction,
+# training, scoring, text, the simulated nights and the load night (about 3 hours idle);
+# bench-sparse, bench-privacy and bench-seed-noise run on their own.
 BENCH_DIR := $(CURDIR)/docs/bench
 
-bench: bench-features bench-training bench-scoring bench-text bench-nights
+bench: bench-features bench-training bench-scoring bench-text bench-nights bench-load
 
 # Feature extraction vs a plain `ffmpeg -f null` decode of ../shared/data/media, on one core and on
 # all cores (~3 min on 2 cores); exits 1 when the one-core ratio is above 0.8, after writing the JSON.
@@ -150,8 +151,8 @@ bench-privacy: install
 	$(PY) -m jobs.bench.bench_privacy --rounds 2 --out $(BENCH_DIR)/privacy.json
 
 # Every nightly stage on a generated landing zone, wall time and peak process-tree memory per stage.
-# Not part of `bench`: at the default size (1,000,000 interactions, 200,000 users, 50,000 videos)
-# its two nights (the first a full retrain, the next incremental) take about 31 minutes on 2 cores.
+# At the default size (1,000,000 interactions, 200,000 users, 50,000 videos) its two nights (the
+# first a full retrain, the next incremental) take about 31 minutes on 2 cores.
 # LOAD_ARGS picks a size, e.g.
 # LOAD_ARGS="--videos 10000 --users 40000 --interactions 200000 --media 100".
 LOAD_WAREHOUSE ?= /tmp/vrec-load

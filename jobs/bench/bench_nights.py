@@ -2,7 +2,8 @@
 
     python -m jobs.bench.bench_nights [--dataset movielens-100k|load] [--source ../shared/data/movielens-100k]
                                       [--users 10000] [--videos 3000] [--interactions 100000]
-                                      [--periods 8] [--night-days D] [--workdir DIR] [--out docs/bench/nights.json]
+                                      [--periods 8] [--night-days D] [--seed 7] [--workdir DIR]
+                                      [--out docs/bench/nights.json]
 
 The history: MovieLens-100k's ratings (`--source`), or the load benchmark's generated platform
 (`jobs.datasets.make_load_data`, text only, its 60 days of timestamps; `--users`, `--videos`,
@@ -18,7 +19,8 @@ NDCG@10 and HR@10 of the model serving after each night (tonight's, or productio
 stopped tonight's, which is then measured too): every new video, in the following period, of the
 users who had interactions before it (`models.evaluation.after_cutoff`), scored from their
 histories at the night. Auto's NDCG@10 over full's comes with a 90% interval from a paired bootstrap
-over the examined users, and so do the incremental nights pooled ("incremental_nights").
+over the examined users, and so do the incremental nights pooled ("incremental_nights"). `--seed` is
+the stages' seed on both sides: a replay with another one is a second draw of the same comparison.
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ STAGE_LINE = re.compile(r"^stage (\w+) done in ([\d.]+)s$")
 MODES = ("auto", "full")
 
 
-def _night(warehouse: Path, run_date: str, mode: str, env: dict[str, str]) -> dict:
+def _night(warehouse: Path, run_date: str, mode: str, seed: int, env: dict[str, str]) -> dict:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(warehouse), "--run-date",
-                           run_date, "--top-n", "20", "--training-mode", mode], capture_output=True, text=True,
-                          env=env)
+                           run_date, "--top-n", "20", "--training-mode", mode, "--seed", str(seed)],
+                          capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
     lines = done.stderr.strip().splitlines()
     stages = {m.group(1): float(m.group(2)) for m in map(STAGE_LINE.match, lines) if m}
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_history_arguments(parser)
     parser.add_argument("--periods", type=int, default=8, help="nights (each followed by the period it is judged on)")
+    parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED, help="the stages' seed, both modes")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the warehouses here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in MODES:
             target = workdir / mode / "landing" / "interactions" / landing.name
             seen.to_csv(target, index=False) if landing.suffix == ".csv" else seen.to_parquet(target, index=False)
-            night = _night(workdir / mode, run_date, mode, env)
+            night = _night(workdir / mode, run_date, mode, args.seed, env)
             # What served the next period: tonight's model, or production's when the gate stopped it.
             serving = production_model(config.Warehouse.at(workdir / mode))
             night["serving_version"] = serving
@@ -238,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(90% {record.get('auto_to_full_ndcg@10_interval90')})", flush=True)
         nights.append(record)
 
-    result = {"dataset": args.dataset, "periods": args.periods, "night_days": args.night_days, "nights": nights,
+    result = {"dataset": args.dataset, "periods": args.periods, "night_days": args.night_days, "seed": args.seed,
+              "nights": nights,
               "incremental_nights": incremental_summary(nights, incremental_rows),
               **({"size": {"users": args.users, "videos": args.videos, "interactions": args.interactions}}
                  if args.dataset == "load" else {}),
