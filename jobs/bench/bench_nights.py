@@ -50,7 +50,8 @@ STAGE_LINE = re.compile(r"^stage (\w+) done in ([\d.]+)s$")
 MODES = ("auto", "full")
 
 
-def _night(warehouse: Path, run_date: str, mode: str, seed: int, env: dict[str, str]) -> dict:
+def run_night(warehouse: Path, run_date: str, mode: str, seed: int, env: dict[str, str]) -> dict:
+    """One night of the real stages in its own process (`jobs.run_nightly`), and what it recorded."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(warehouse), "--run-date",
                            run_date, "--top-n", "20", "--training-mode", mode, "--seed", str(seed)],
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in MODES:
             target = workdir / mode / "landing" / "interactions" / landing.name
             seen.to_csv(target, index=False) if landing.suffix == ".csv" else seen.to_parquet(target, index=False)
-            night = _night(workdir / mode, run_date, mode, args.seed, env)
+            night = run_night(workdir / mode, run_date, mode, args.seed, env)
             # What served the next period: tonight's model, or production's when the gate stopped it.
             serving = production_model(config.Warehouse.at(workdir / mode))
             night["serving_version"] = serving

@@ -20,13 +20,12 @@ import argparse
 import datetime as dt
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from jobs.bench.bench_nights import (FIRST_NIGHT, add_history_arguments, compare_next_periods, history, land_history,
-                                    next_period)
+                                    next_period, run_night)
 from jobs.plumbing import config
 from jobs.plumbing.serving import production_model
 from jobs.plumbing.stage import write_json
@@ -60,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed, warehouse in warehouses.items():
             target = warehouse / "landing" / "interactions" / landing.name
             seen.to_csv(target, index=False) if landing.suffix == ".csv" else seen.to_parquet(target, index=False)
-            subprocess.run([sys.executable, "-m", "jobs.run_nightly", "--warehouse", str(warehouse), "--run-date",
-                            run_date, "--top-n", "20", "--training-mode", "full", "--seed", str(seed)],
-                           capture_output=True, text=True, env=env)
+            run_night(warehouse, run_date, "full", seed, env)
             serving = production_model(config.Warehouse.at(warehouse))
             record[f"seed_{seed}"], rows[seed] = next_period(warehouse, serving, ratings, edges[k], edges[k + 1])
         ratio = compare_next_periods(rows[second], rows[first])
