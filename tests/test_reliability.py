@@ -124,6 +124,30 @@ def test_a_failure_in_a_spark_python_worker_ends_stderr_with_its_error_line(tmp_
     assert error_lines(done) == [last]
 
 
+def test_once_spark_is_stopped_nothing_is_left_to_talk_to_the_exited_jvm():
+    """py4j's finalizer thread sends garbage-collection commands to the JVM on its own, once a
+    second: one sent as the JVM exits logged a traceback after a CLI's error line (a flaky CI
+    failure of the test above). stop_spark ends that thread before the JVM exits."""
+    script = """
+import threading
+from py4j.clientserver import FinalizerWorker
+from jobs.plumbing.spark import get_spark, stop_spark
+spark = get_spark("finalizer-check")
+objects = [spark.sparkContext._jvm.java.util.ArrayList() for _ in range(50)]
+del objects   # queued for the finalizer thread
+stop_spark()
+workers = [t for t in threading.enumerate() if isinstance(t, FinalizerWorker)]
+for worker in workers:
+    worker.join(timeout=10)
+print(len(workers), sum(worker.is_alive() for worker in workers))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=project_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "0"], done.stdout
+    assert "Exception while sending command" not in done.stderr
+
+
 def killed_when(command: list[str], moment, timeout: float = 300.0) -> bool:
     """Run `command` and SIGKILL its whole process group (Spark's JVM and workers too) as soon as
     `moment()` is true; True when it was killed, False when it ended first."""

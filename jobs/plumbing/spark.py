@@ -101,14 +101,19 @@ def stop_spark() -> None:
     active = SparkSession.getActiveSession()
     if active is None:
         return
+    gateway = SparkContext._gateway
     try:
         active.sparkContext.setLogLevel("OFF")
         active.stop()
     except Exception:  # noqa: BLE001 -- a JVM that is already gone has nothing more to log
         pass
+    # py4j's finalizer thread sends the JVM garbage-collection commands on its own, once a second:
+    # one sent while the JVM exits logs a traceback after the error line. Shutting the gateway
+    # down ends that thread and marks the client disconnected, so nothing more is sent.
+    gateway.shutdown()
     # Killed tasks can still log from the JVM after stop() returns; a JVM this process started
     # exits when its stdin closes, and a JVM that has exited logs nothing more.
-    jvm = getattr(SparkContext._gateway, "proc", None)
+    jvm = getattr(gateway, "proc", None)
     if jvm is not None:
         jvm.stdin.close()
         try:
