@@ -22,7 +22,9 @@ import pytest
 
 from tests.feature_reference import REFERENCE_PATH, SHARED_MEDIA, extract_clip, load_reference
 
-AUDIO_RTOL, AUDIO_ATOL = 1e-5, 1e-5
+# atol 1e-3: on an AMD EPYC (AVX2, no AVX-512) one MFCC statistic of a clip came out 1.2e-4 where
+# the reference has 0, float rounding at a scale of 1e3.
+AUDIO_RTOL, AUDIO_ATOL = 1e-5, 1e-3
 VISUAL_ATOL = 0.05
 THUMBNAIL_MIN_COSINE = 0.999
 THUMBNAIL_MAX_MEAN_ABS = 2.0  # in pixel levels (0..255)
