@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
-from pathlib import Path
-
 import pytest
 
-from features.text import TEXT_DIM, TEXT_PRECISIONS, TextEmbedder, model_dir, resolve_precision, video_text
+from features.text import (TEXT_DIM, TEXT_PRECISIONS, TextEmbedder, model_dir, native_int8, resolve_precision,
+                           video_text)
 
 MIN_COSINE = 0.99
 
@@ -45,13 +44,12 @@ def int8_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def int8_embedder(int8_cache) -> TextEmbedder:
-    # The int8 path is chosen only on CPUs with VNNI; elsewhere ONNX Runtime's int8 products lose
-    # more (cosine 0.983 on an AMD EPYC with AVX2 only), and "auto" keeps float32.
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if "vnni" not in flags:
-        pytest.skip("no VNNI on this CPU: the int8 embedder is not used here")
+    # "auto" picks int8 only where the CPU multiplies 8-bit natively (native_int8); elsewhere ONNX
+    # Runtime's int8 products lose more (cosine 0.983 on an AMD EPYC with AVX2 only).
+    if not native_int8():
+        pytest.skip("no 8-bit dot products on this CPU: the int8 embedder is not used here")
     # Built here from the bundled weights into an empty cache, so the export, smoothing,
-    # quantisation and check all run, wherever "auto" would pick something else.
+    # quantisation and check all run.
     return TextEmbedder(precision="int8", cache_dir=int8_cache)
 
 
