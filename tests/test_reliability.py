@@ -135,8 +135,9 @@ from jobs.plumbing.spark import get_spark, stop_spark
 spark = get_spark("finalizer-check")
 objects = [spark.sparkContext._jvm.java.util.ArrayList() for _ in range(50)]
 del objects   # queued for the finalizer thread
-stop_spark()
+# Taken before the stop: the thread may end before a later look at the running threads.
 workers = [t for t in threading.enumerate() if isinstance(t, FinalizerWorker)]
+stop_spark()
 for worker in workers:
     worker.join(timeout=10)
 print(len(workers), sum(worker.is_alive() for worker in workers))
