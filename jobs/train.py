@@ -60,6 +60,7 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
         result = _fit_full(stats, content_matrix(items, stats), data, len(user_ids), epochs, fine_tune_epochs,
                            batch_size, seed, log)
         lineage = {"training_mode": "full", "parent_version": None, "full_trained_on": run_date,
+                   "full_best_epoch": result.training.get("best_epoch"),
                    "evaluation_protocol": "leave_last_out",
                    "window": _window(float(data.ts.min()), float(data.ts.max()))}
     else:
@@ -71,7 +72,8 @@ def train(wh: config.Warehouse, run_date: str, *, epochs: int = config.DEFAULT_E
                                        batch_size=batch_size or IncrementalSettings.batch_size)
         result = fit_incremental(parent, content_matrix(items, stats), data, video_ids, user_ids, settings, log=log)
         lineage = {"training_mode": "incremental", "parent_version": parent.version,
-                   "full_trained_on": parent.metadata["full_trained_on"], "evaluation_protocol": "after_cutoff",
+                   "full_trained_on": parent.metadata["full_trained_on"],
+                   "full_best_epoch": parent.metadata.get("full_best_epoch"), "evaluation_protocol": "after_cutoff",
                    "window": _window(result.training["window_start"], result.training["window_end"]),
                    "exam_cutoff": result.training["exam_cutoff"]}
     lineage["mode_reason"] = why

@@ -43,7 +43,9 @@ DAY_S = 86_400.0
 class IncrementalSettings:
     eval_days: float = 0.05
     min_exam_users: int = 100
-    epochs: int = 5                # at most; fewer when the night's examples are many (max_share_of_full)
+    # At most; fewer when the night's examples are many (max_share_of_full), and at most one more
+    # than the lineage's full retrain found best (`night_epochs`).
+    epochs: int = 5
     # Replayed older interactions per new one, so the night's mix stays near the log a full retrain
     # learns. One per new one pulled the generated platform's daily nights 7% below full retrains
     # (next-period NDCG@10); three, MovieLens-100k's 12-day nights to 0.906 of them (pooled over
@@ -115,6 +117,22 @@ def replay_size(n_new: int, ratio: float, budget: int) -> int:
     return max(0, min(math.ceil(n_new * ratio), budget - n_new))
 
 
+def night_epochs(settings: IncrementalSettings, full_best_epoch: int | None, budget: int, n_examples: int) -> int:
+    """How many epochs an incremental night trains: `settings.epochs`, fewer when the examples are
+    many (no more than `budget` in all), and no more than one past `full_best_epoch`, the epoch at
+    which the lineage's full retrain stopped improving on its validation slice (None: unknown).
+
+    Where a log is learnt in one epoch and then overfitted (the generated platform's full retrains
+    peak at epoch 1), five epochs over one day's interactions made the first incremental night
+    worse than yesterday's model left unchanged (0.966 of the full retrain's next-day NDCG@10
+    against 0.974); two scored 0.984 (docs/benchmarks.md, "Simulated nights"). A full
+    retrain on MovieLens-100k peaked at epoch 9 (models.fit), so its nights keep five."""
+    epochs = min(settings.epochs, budget // max(n_examples, 1))
+    if full_best_epoch:
+        epochs = min(epochs, full_best_epoch + 1)
+    return max(1, epochs)
+
+
 def replay_rows(data: IndexedInteractions, window_end: float, n: int, seed: int) -> np.ndarray:
     """A seeded sample of `n` interactions from before `window_end`, as indices into `data`."""
     old = np.flatnonzero(data.ts <= window_end)
@@ -156,7 +174,7 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
     tower, lineage = grow(parent, video_ids, user_ids, settings.seed)
     training = {"epochs": 0, "train_seconds": 0.0, "epoch_losses": [], "device": "cpu", "train_examples": 0}
     examples = np.sort(np.r_[new, replay])
-    epochs = max(1, min(settings.epochs, budget // max(len(examples), 1)))
+    epochs = night_epochs(settings, parent.metadata.get("full_best_epoch"), budget, len(examples))
     if len(new):
         tower, training = train_two_tower(content, learnt, n_users, epochs=epochs, init=tower,
                                           batch_size=settings.batch_size, seed=settings.seed, examples=examples,

@@ -68,6 +68,17 @@ def test_the_replay_is_ten_per_new_interaction_within_one_epoch_of_the_budget():
     assert replay_size(500_000, 10.0, 411_446) == 0        # the new ones alone exceed it: they still train
 
 
+def test_a_night_trains_at_most_one_epoch_past_where_its_full_retrain_stopped_improving():
+    from models.incremental import night_epochs
+
+    settings = IncrementalSettings()
+    assert night_epochs(settings, None, budget=10**9, n_examples=1_000) == 5    # unknown: the settings' five
+    assert night_epochs(settings, 1, budget=10**9, n_examples=1_000) == 2       # learnt in one epoch
+    assert night_epochs(settings, 9, budget=10**9, n_examples=1_000) == 5
+    assert night_epochs(settings, 9, budget=3_000, n_examples=1_000) == 3       # the budget ends it sooner
+    assert night_epochs(settings, 9, budget=500, n_examples=1_000) == 1         # but one epoch always runs
+
+
 def test_grow_keeps_what_the_parent_knew_and_adds_rows_for_new_users_and_videos():
     import torch
 
@@ -151,6 +162,7 @@ def test_the_first_night_is_a_full_retrain_that_records_its_window(first_night):
     assert trained["mode_reason"] == "no production model to start from"
     meta = json.loads((wh.models / trained["model_version"] / "model.json").read_text())
     assert meta["full_trained_on"] == NIGHT_1 and meta["evaluation_protocol"] == "leave_last_out"
+    assert meta["full_best_epoch"] == trained["best_epoch"] >= 1
     assert meta["window"]["end_utc"] < "1998-04-23" and meta["window"]["start"] < meta["window"]["end"]
 
 
@@ -184,6 +196,9 @@ def test_an_incremental_night_learns_the_new_ratings_and_is_examined_with_produc
         math.ceil(IncrementalSettings.replay_ratio * trained["new_interactions"]), older)
     assert meta["window"]["start"] == parent_meta["window"]["end"] < meta["window"]["end"] == meta["exam_cutoff"]
     assert meta["full_trained_on"] == NIGHT_1 and meta["evaluation_protocol"] == "after_cutoff"
+    # The lineage's full retrain says how many epochs help: the night trains at most one more.
+    assert meta["full_best_epoch"] == parent_meta["full_best_epoch"]
+    assert trained["epochs"] <= min(IncrementalSettings.epochs, parent_meta["full_best_epoch"] + 1)
     # The model, production and the baselines on the same exam: the users' videos after the cutoff.
     metrics = pq.read_table(wh.model_metrics / NIGHT_2).to_pandas()
     exam_rows = metrics[metrics["metric"] == "users"].set_index("method")["value"]
