@@ -125,8 +125,8 @@ def night_epochs(settings: IncrementalSettings, full_best_epoch: int | None, bud
     Where a log is learnt in one epoch and then overfitted (the generated platform's full retrains
     peak at epoch 1), five epochs over one day's interactions made the first incremental night
     worse than yesterday's model left unchanged (0.966 of the full retrain's next-day NDCG@10
-    against 0.974); two scored 0.984 (docs/benchmarks.md, "Simulated nights"). A full
-    retrain on MovieLens-100k peaked at epoch 9 (models.fit), so its nights keep five."""
+    against 0.974); two scored 0.984 (docs/benchmarks.md, "Simulated nights"). MovieLens-100k's
+    full retrains peaked at epochs 5 and 13 on its replays' first nights, so its nights keep five."""
     epochs = min(settings.epochs, budget // max(n_examples, 1))
     if full_best_epoch:
         epochs = min(epochs, full_best_epoch + 1)
