@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.training import IndexedInteractions, pick_device
+from models.training import IndexedInteractions, pick_device, use_deterministic_kernels
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def train_sasrec(data: IndexedInteractions, n_users: int, n_items: int, cfg: SAS
 
 def _train(data, n_users, n_items, cfg, epochs, validate, init, seed, device, log) -> tuple[SASRec, dict]:
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(device.type == "cpu" or was_deterministic)
+    use_deterministic_kernels(device.type == "cpu" or was_deterministic)
     torch.manual_seed(seed)
     order_rng = np.random.default_rng(seed)
     sampler = torch.Generator().manual_seed(seed)
@@ -251,7 +251,7 @@ def _train(data, n_users, n_items, cfg, epochs, validate, init, seed, device, lo
                     break
             log(line)
     finally:
-        torch.use_deterministic_algorithms(was_deterministic)
+        use_deterministic_kernels(was_deterministic)
     if best_state is not None:
         model.load_state_dict(best_state)
     facts = {"epochs": len(losses), "train_seconds": round(time.perf_counter() - started, 3),
