@@ -57,10 +57,6 @@ class IncrementalSettings:
     # would (models.fit.plan_fit): a day that brings half the history trains fewer epochs, and
     # replays fewer than replay_ratio per new one when even one epoch would exceed it.
     max_share_of_full: float = 0.15
-    # The re-ranker is refit on at most this many users' first new videos (a seeded sample): its
-    # LightGBM fit grows with them, and a night that brings a week brought 3,000 to 4,900 (9 s of
-    # a 34-s fit on the generated platform); a day there brings 1,400 to 1,750.
-    max_ranker_users: int = 2_000
     max_eval_users: int | None = None
     candidates: int = 200
     batch_size: int = 512
@@ -137,16 +133,12 @@ def night_epochs(settings: IncrementalSettings, full_best_epoch: int | None, bud
     return max(1, epochs)
 
 
-def seeded_sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """`n` of `rows` drawn without replacement, in their order (all of them when there are fewer)."""
-    if n >= len(rows):
-        return rows
-    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
-
-
 def replay_rows(data: IndexedInteractions, window_end: float, n: int, seed: int) -> np.ndarray:
     """A seeded sample of `n` interactions from before `window_end`, as indices into `data`."""
-    return seeded_sample(np.flatnonzero(data.ts <= window_end), n, seed)
+    old = np.flatnonzero(data.ts <= window_end)
+    if n >= len(old):
+        return old
+    return np.sort(np.random.default_rng(seed).choice(old, n, replace=False))
 
 
 def artifact_scorer(artifact: ModelArtifact, content: np.ndarray, lineage: Lineage, data: IndexedInteractions,
@@ -191,7 +183,7 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
     # Fresh candidates for the re-ranker: the production model's, for each user's first video of
     # the new window (never seen by it), from the histories it knew.
     window = after_cutoff(learnt, n_items, window_start, settings.max_eval_users, settings.seed)
-    first = seeded_sample(np.unique(window.users, return_index=True)[1], settings.max_ranker_users, settings.seed)
+    first = np.unique(window.users, return_index=True)[1]
     ranker, ranker_stats = None, {"ranker_groups": 0}
     if len(first):
         ranker, ranker_stats = fit_ranker(saved_model_vectors(parent, content, lineage, window.train, n_users),

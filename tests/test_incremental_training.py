@@ -68,16 +68,6 @@ def test_the_replay_is_ten_per_new_interaction_within_one_epoch_of_the_budget():
     assert replay_size(500_000, 10.0, 411_446) == 0        # the new ones alone exceed it: they still train
 
 
-def test_the_rerankers_users_are_a_seeded_sample_when_there_are_more_than_it_takes():
-    from models.incremental import seeded_sample
-
-    rows = np.arange(10, 5_010, 2)
-    sample = seeded_sample(rows, 2_000, seed=7)
-    assert len(sample) == len(np.unique(sample)) == 2_000 and np.isin(sample, rows).all()
-    assert (np.diff(sample) > 0).all() and (sample == seeded_sample(rows, 2_000, seed=7)).all()
-    assert (seeded_sample(rows[:300], 2_000, seed=7) == rows[:300]).all()     # fewer: every one
-
-
 def test_a_night_trains_at_most_one_epoch_past_where_its_full_retrain_stopped_improving():
     from models.incremental import night_epochs
 
@@ -208,7 +198,6 @@ def test_an_incremental_night_learns_the_new_ratings_and_is_examined_with_produc
     assert meta["full_trained_on"] == NIGHT_1 and meta["evaluation_protocol"] == "after_cutoff"
     # The lineage's full retrain says how many epochs help: the night trains at most one more.
     assert meta["full_best_epoch"] == parent_meta["full_best_epoch"]
-    assert 0 < trained["ranker_users"] <= IncrementalSettings.max_ranker_users
     assert trained["epochs"] <= min(IncrementalSettings.epochs, parent_meta["full_best_epoch"] + 1)
     # The model, production and the baselines on the same exam: the users' videos after the cutoff.
     metrics = pq.read_table(wh.model_metrics / NIGHT_2).to_pandas()
