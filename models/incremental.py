@@ -195,9 +195,9 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
     ranker_refit = ranker is not None and ranker is not parent.ranker
 
     evaluation = examine(tower, ranker, parent, content, lineage, exam, n_users, settings.candidates)
-    if ranker is not None and evaluation["two_tower_ranker"].get("ndcg@10", 0.0) <= \
-            evaluation["two_tower"].get("ndcg@10", 0.0):
-        log("the re-ranker does not improve NDCG@10 on the exam: published lists use the tower alone")
+    if ranker is not None and not keep_reranker(evaluation):
+        log("the re-ranker is surely worse than the tower alone on the exam (its NDCG@10's 90% interval "
+            "lies below the tower's): published lists use the tower alone")
         ranker = None
     training = {**{k: v for k, v in training.items() if k != "examples_per_second"},
                 "new_interactions": int(len(new)), "replayed_interactions": int(len(replay)),
@@ -207,12 +207,25 @@ def fit_incremental(parent: ModelArtifact, content: np.ndarray, data: IndexedInt
     return FitResult(tower, ranker, evaluation, training, ranker_gain=feature_gain(ranker))
 
 
+def keep_reranker(evaluation: dict[str, dict]) -> bool:
+    """Whether tonight's re-ranker is published: unless the exam is sure it is worse than the tower
+    alone (the 90% interval of its NDCG@10 over the tower's, `examine`, lies wholly below 1).
+
+    The exam holds about 100 users, and on it a re-ranker that lifts the next period often scores
+    below the tower: dropped whenever its point fell short, seed 8's on MovieLens-100k's 12-day
+    nights published 4 of 6 (their next periods 0.0935 summed where the tower alone's 0.0792), and on
+    the generated platform's third weekly night, refit on fewer users, one lost 0.2137 to 0.2313 and
+    its night scored 0.884 of the full retrain's next-period NDCG@10 (0.980 with one that won)."""
+    return evaluation.get("two_tower_ranker", {}).get("ndcg@10_to_two_tower_high", 1.0) >= 1.0
+
+
 def examine(tower: TwoTower, ranker, parent: ModelArtifact, content: np.ndarray, lineage: Lineage, exam: Holdout,
             n_users: int, candidates: int) -> dict[str, dict]:
     """Tonight's tower (alone and re-ranked) and the production model on the same exam. Each of
     tonight's methods also gets how sure the exam is of its NDCG@10 against production's: the 90%
     paired bootstrap interval of their ratio, users drawn whole (`ndcg@10_to_production_low` and
-    `_high`; absent when production hit nothing), which the gate's verdict quotes."""
+    `_high`; absent when production hit nothing), which the gate's verdict quotes; the re-ranked
+    tower, the same against the tower alone (`ndcg@10_to_two_tower_low`, `_high`: `keep_reranker`)."""
     n_items = content.shape[0]
     context = ranker_context(exam.train, content, n_users)
     vectors = encode(tower, content, exam.train, n_users)
@@ -224,8 +237,11 @@ def examine(tower: TwoTower, ranker, parent: ModelArtifact, content: np.ndarray,
     for method, scorer in scorers.items():
         ranks, shown = held_out_ranks(scorer, exam, n_users, n_items)
         evaluation[method], gains[method] = summarise(ranks, shown, exam), ndcg_gains(ranks)
-    for method in scorers.keys() - {"production"}:
-        low, high = paired_ratio_interval(gains[method], gains["production"], exam.users)
+    pairs = [(method, "production") for method in scorers if method != "production"]
+    if "two_tower_ranker" in scorers:
+        pairs.append(("two_tower_ranker", "two_tower"))
+    for method, baseline in pairs:
+        low, high = paired_ratio_interval(gains[method], gains[baseline], exam.users)
         if np.isfinite(low):
-            evaluation[method].update({"ndcg@10_to_production_low": low, "ndcg@10_to_production_high": high})
+            evaluation[method].update({f"ndcg@10_to_{baseline}_low": low, f"ndcg@10_to_{baseline}_high": high})
     return evaluation

@@ -68,6 +68,18 @@ def test_the_replay_is_ten_per_new_interaction_within_one_epoch_of_the_budget():
     assert replay_size(500_000, 10.0, 411_446) == 0        # the new ones alone exceed it: they still train
 
 
+def test_the_rerankers_are_dropped_only_when_the_exam_is_sure_they_are_worse_than_the_tower():
+    from models.incremental import keep_reranker
+
+    def evaluation(low, high):
+        return {"two_tower": {"ndcg@10": 0.23},
+                "two_tower_ranker": {"ndcg@10": 0.21, "ndcg@10_to_two_tower_low": low, "ndcg@10_to_two_tower_high": high}}
+
+    assert keep_reranker(evaluation(0.81, 1.06))          # below the tower on 100 users, but not surely
+    assert not keep_reranker(evaluation(0.70, 0.95))      # surely worse
+    assert keep_reranker({"two_tower": {"ndcg@10": 0.0}, "two_tower_ranker": {"ndcg@10": 0.0}})   # nothing to tell
+
+
 def test_a_night_trains_at_most_one_epoch_past_where_its_full_retrain_stopped_improving():
     from models.incremental import night_epochs
 
