@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.training import IndexedInteractions, pick_device, use_deterministic_kernels
+from models.training import IndexedInteractions, deterministic_kernels, pick_device
 
 
 @dataclass(frozen=True)
@@ -209,13 +209,11 @@ def train_sasrec(data: IndexedInteractions, n_users: int, n_items: int, cfg: SAS
     cfg.patience epochs without improvement and keep the best epoch's weights. Returns the model
     (CPU, eval mode) and training facts."""
     device = device or pick_device()
-    with torch_threads(cfg.threads):
+    with torch_threads(cfg.threads), deterministic_kernels(device):
         return _train(data, n_users, n_items, cfg, epochs, validate, init, seed, device, log)
 
 
 def _train(data, n_users, n_items, cfg, epochs, validate, init, seed, device, log) -> tuple[SASRec, dict]:
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    use_deterministic_kernels(device.type == "cpu" or was_deterministic)
     torch.manual_seed(seed)
     order_rng = np.random.default_rng(seed)
     sampler = torch.Generator().manual_seed(seed)
@@ -226,32 +224,29 @@ def _train(data, n_users, n_items, cfg, epochs, validate, init, seed, device, lo
     scorer = SASRecScorer(model, user_sequences(data, n_users, cfg.max_len)) if validate is not None else None
     started = time.perf_counter()
     losses, scores, best_state = [], [], None
-    try:
-        for epoch in range(epochs):
-            model.train()
-            order = torch.from_numpy(order_rng.permutation(len(inputs)))
-            total = 0.0
-            for begin in range(0, len(order), cfg.batch_size):
-                batch = order[begin: begin + cfg.batch_size]
-                # The BCE negatives are drawn on CPU: the same negatives whatever the device.
-                loss = _batch_loss(model, inputs[batch].to(device), targets[batch].to(device), sampler)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-            losses.append(total / max(len(inputs), 1))
-            line = f"sasrec epoch {epoch + 1}: loss {losses[-1]:.4f}"
-            if validate is not None:
-                scores.append(validate(scorer))
-                line += f", validation NDCG@10 {scores[-1]:.4f}"
-                if scores[-1] > max(scores[:-1], default=-1.0):
-                    best_state = copy.deepcopy(model.state_dict())
-                elif len(scores) - 1 - int(np.argmax(scores)) >= cfg.patience:
-                    log(line)
-                    break
-            log(line)
-    finally:
-        use_deterministic_kernels(was_deterministic)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.from_numpy(order_rng.permutation(len(inputs)))
+        total = 0.0
+        for begin in range(0, len(order), cfg.batch_size):
+            batch = order[begin: begin + cfg.batch_size]
+            # The BCE negatives are drawn on CPU: the same negatives whatever the device.
+            loss = _batch_loss(model, inputs[batch].to(device), targets[batch].to(device), sampler)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        losses.append(total / max(len(inputs), 1))
+        line = f"sasrec epoch {epoch + 1}: loss {losses[-1]:.4f}"
+        if validate is not None:
+            scores.append(validate(scorer))
+            line += f", validation NDCG@10 {scores[-1]:.4f}"
+            if scores[-1] > max(scores[:-1], default=-1.0):
+                best_state = copy.deepcopy(model.state_dict())
+            elif len(scores) - 1 - int(np.argmax(scores)) >= cfg.patience:
+                log(line)
+                break
+        log(line)
     if best_state is not None:
         model.load_state_dict(best_state)
     facts = {"epochs": len(losses), "train_seconds": round(time.perf_counter() - started, 3),

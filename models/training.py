@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -93,7 +94,20 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def use_deterministic_kernels(mode: bool) -> None:
+@contextmanager
+def deterministic_kernels(device: torch.device):
+    """Deterministic kernels inside: always on CPU, where embedding and gather backward passes add
+    gradients in thread order otherwise, so the same data and seed give bit-identical weights (and
+    version); on a GPU as the caller set them. The caller's setting is back afterwards."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    _set_deterministic(device.type == "cpu" or was_deterministic)
+    try:
+        yield
+    finally:
+        _set_deterministic(was_deterministic)
+
+
+def _set_deterministic(mode: bool) -> None:
     """`torch.use_deterministic_algorithms` without its import of the compiler (torch._inductor,
     whose flag it also sets; nothing here is compiled): its first call took 1.6-2.3 s a process on
     2 cores, a fifth of a small incremental night's fit."""
@@ -126,10 +140,6 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     `average_with_init`, the average of the starting weights and each epoch's weights.
     """
     device = device or pick_device()
-    # Embedding and gather backward passes add gradients in thread order on CPU unless told not to;
-    # deterministic kernels make the same data and seed give bit-identical weights (and version).
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    use_deterministic_kernels(device.type == "cpu" or was_deterministic)
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     if init is None:
@@ -161,7 +171,7 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     averaged = [_weights(model)] if average_with_init and init is not None else []
     kept_epochs: list[tuple[float, dict, float]] = []   # (score, weights, loss) of the best `soup` epochs
     step, history_table = 0, None
-    try:
+    with deterministic_kernels(device):
         for epoch in range(epochs):
             model.train()
             order = torch.from_numpy(generator.permutation(n_examples)).to(device)
@@ -199,8 +209,6 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
             log(line)
             if scores and len(scores) - 1 - int(np.argmax(scores)) >= patience:
                 break
-    finally:
-        use_deterministic_kernels(was_deterministic)
     averaging = {}
     if best_state is not None:
         model.load_state_dict(best_state)
