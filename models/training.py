@@ -150,50 +150,18 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
         cfg = init.cfg
         model = copy.deepcopy(init)
     model = model.to(device)
-    optimizers = _optimizers(model, lr, weight_decay)
-    # bfloat16 autocast on GPUs: same exponent range as float32, so no loss scaling is needed.
-    use_amp = device.type == "cuda"
-
-    hist_items, hist_weights = histories(data, cfg.history_len)
-    warm = torch.from_numpy(np.bincount(data.item, minlength=cfg.n_items) > 0).to(device)
-    columns = {"user": data.user, "item": data.item, "weight": data.weight, "hist_items": hist_items,
-               "hist_weights": hist_weights}
-    if examples is not None:   # a subset: copy only then (a full log's histories are hundreds of MiB)
-        columns = {name: np.ascontiguousarray(array[examples]) for name, array in columns.items()}
-    n_examples = len(columns["item"])
-    # The negatives are the batch's other targets: their popularity is the examples' popularity.
-    counts = np.bincount(columns["item"], minlength=cfg.n_items).astype(np.float64)
-    log_q = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + cfg.n_items))).float().to(device)
-    tensors = {name: torch.from_numpy(array).to(device) for name, array in columns.items()}
+    tensors, warm, log_q = _example_tensors(data, cfg, examples, device)
+    n_examples = len(tensors["item"])
+    passes = _Passes(model, _optimizers(model, lr, weight_decay), tensors, warm, log_q, batch_size,
+                     history_refresh_steps)
 
     started = time.perf_counter()
     epoch_losses, scores, best_state = [], [], None
     averaged = [_weights(model)] if average_with_init and init is not None else []
     kept_epochs: list[tuple[float, dict, float]] = []   # (score, weights, loss) of the best `soup` epochs
-    step, history_table = 0, None
     with deterministic_kernels(device):
         for epoch in range(epochs):
-            model.train()
-            order = torch.from_numpy(generator.permutation(n_examples)).to(device)
-            total, seen = 0.0, 0
-            for begin in range(0, len(order), batch_size):
-                batch = order[begin: begin + batch_size]
-                if len(batch) < 2:
-                    continue
-                if history_refresh_steps and step % history_refresh_steps == 0:
-                    history_table = _item_table(model, warm)
-                step += 1
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = _batch_loss(model, {k: v[batch] for k, v in tensors.items()}, warm, log_q, cfg,
-                                       history_table)
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for optimizer in optimizers:
-                    optimizer.step()
-                total += float(loss.detach()) * len(batch)
-                seen += len(batch)
-            epoch_losses.append(total / max(seen, 1))
+            epoch_losses.append(passes.run(torch.from_numpy(generator.permutation(n_examples)).to(device)))
             line = f"epoch {epoch + 1}/{epochs}: loss {epoch_losses[-1]:.4f}"
             if validate is not None:
                 model.eval()
@@ -227,6 +195,62 @@ def train_two_tower(content: np.ndarray, data: IndexedInteractions, n_users: int
     if scores:
         metrics.update(best_epoch=int(np.argmax(scores)) + 1, validation=[round(x, 5) for x in scores])
     return model.cpu(), {**metrics, **averaging}
+
+
+def _example_tensors(data: IndexedInteractions, cfg: TowerConfig, examples: np.ndarray | None,
+                     device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The training examples' columns (all of `data`, or the rows `examples`, each with its history
+    from all of `data`) on `device`; which items `data` holds (warm: their ID rows are used); and
+    the logQ correction of the examples' targets."""
+    hist_items, hist_weights = histories(data, cfg.history_len)
+    warm = torch.from_numpy(np.bincount(data.item, minlength=cfg.n_items) > 0).to(device)
+    columns = {"user": data.user, "item": data.item, "weight": data.weight, "hist_items": hist_items,
+               "hist_weights": hist_weights}
+    if examples is not None:   # a subset: copy only then (a full log's histories are hundreds of MiB)
+        columns = {name: np.ascontiguousarray(array[examples]) for name, array in columns.items()}
+    # The negatives are the batch's other targets: their popularity is the examples' popularity.
+    counts = np.bincount(columns["item"], minlength=cfg.n_items).astype(np.float64)
+    log_q = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + cfg.n_items))).float().to(device)
+    return {name: torch.from_numpy(array).to(device) for name, array in columns.items()}, warm, log_q
+
+
+class _Passes:
+    """Passes over the training examples, a batch a step: loss, backward and every optimizer's
+    step. The step count and the history table (`history_refresh_steps`) carry over from one pass
+    to the next."""
+
+    def __init__(self, model: TwoTower, optimizers: list[torch.optim.Optimizer], tensors: dict[str, torch.Tensor],
+                 warm: torch.Tensor, log_q: torch.Tensor, batch_size: int, history_refresh_steps: int):
+        self.model, self.optimizers, self.tensors = model, optimizers, tensors
+        self.warm, self.log_q = warm, log_q
+        self.batch_size, self.history_refresh_steps = batch_size, history_refresh_steps
+        # bfloat16 autocast on GPUs: same exponent range as float32, so no loss scaling is needed.
+        self.use_amp = warm.device.type == "cuda"
+        self.step, self.history_table = 0, None
+
+    def run(self, order: torch.Tensor) -> float:
+        """One pass over the examples in `order`; returns its mean loss."""
+        model, device_type = self.model, self.warm.device.type
+        model.train()
+        total, seen = 0.0, 0
+        for begin in range(0, len(order), self.batch_size):
+            batch = order[begin: begin + self.batch_size]
+            if len(batch) < 2:
+                continue
+            if self.history_refresh_steps and self.step % self.history_refresh_steps == 0:
+                self.history_table = _item_table(model, self.warm)
+            self.step += 1
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.use_amp):
+                loss = _batch_loss(model, {k: v[batch] for k, v in self.tensors.items()}, self.warm, self.log_q,
+                                   model.cfg, self.history_table)
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer in self.optimizers:
+                optimizer.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        return total / max(seen, 1)
 
 
 def _weights(model: TwoTower) -> dict[str, torch.Tensor]:
